@@ -1,0 +1,57 @@
+"""The default main job: a small rotary GPT learns a small layered grammar on CPU in minutes.
+
+Run: python scripts/train.py            (this file is the built-in default)
+     python scripts/train.py --config=configs/default.py --config.train.steps=500
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.workdir = "runs/default"
+
+    config.task = ml_collections.ConfigDict()
+    config.task.name = "cfg"
+    config.task.grammar = "cfg_small"  # a shipped name (cfg3b, cfg3f, ...) or a path to a .json table
+    config.task.objective = "lm"  # lm (causal decoder) or mlm (BERT-style encoder)
+    config.task.batch_size = 32
+    config.task.seq_len = 128
+    config.task.eval_samples = 256  # generations from BOS (and completions) per evaluation
+    config.task.eval_prefix_len = 8  # "cut" prefix length for the completion accuracy (50 in Part 1)
+    config.task.temperature = 1.0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.kind = "gpt"  # gpt (causal, LM head) or bert (bidirectional, MLM head)
+    config.model.num_layers = 4
+    config.model.num_heads = 4
+    config.model.width = 128
+    config.model.mlp_ratio = 4
+    config.model.max_len = 128
+    config.model.dropout = 0.0
+    config.model.tie_embeddings = True
+    config.model.dtype = "auto"  # auto: bfloat16 on accelerators, float32 on CPU; params stay fp32
+    config.model.position = "rope"  # absolute rope relative pos uniform none
+    config.model.rope_fraction = 1.0  # share of each head's dims that rotate (1/4 in Part 3.1)
+    config.model.rope_base = 10000.0
+    config.model.relative_max_distance = 32  # relative: distances are clipped to this
+    config.model.scan_layers = True
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 3e-3
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.98
+    config.optim.eps = 1e-6
+    config.optim.weight_decay = 0.1
+    config.optim.warmup_steps = 100
+    config.optim.schedule = "cosine"  # cosine linear constant
+    config.optim.final_lr_fraction = 0.1  # the schedule ends at this share of the peak rate
+    config.optim.grad_clip = 1.0  # global norm; 0 turns clipping off
+
+    config.train = ml_collections.ConfigDict()
+    config.train.steps = 2000
+    config.train.log_every_seconds = 10.0
+    config.train.eval_every = 1000
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 2
+    return config

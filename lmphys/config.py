@@ -1,0 +1,145 @@
+"""Config files and up-front validation.
+
+Configs are Python files whose `get_config()` returns an `ml_collections.ConfigDict` (see
+configs/default.py for every field); absl flags override any field (`--config.model.num_layers=8`).
+`validate` checks every value before anything is compiled and raises `ConfigError` with one sentence
+naming the dotted field and what it may be.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Iterable
+
+import ml_collections
+
+from lmphys.errors import ConfigError, DataError
+
+TASKS = ("cfg",)
+OBJECTIVES = {"gpt": "lm", "bert": "mlm"}
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """Run a config file's `get_config()` (with `arg` if given, as in `--config=file.py:arg`)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("lmphys_user_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _require(ok: bool, field: str, message: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{field} = {value!r} is invalid: {message}")
+
+
+def _one_of(config: ml_collections.ConfigDict, field: str, allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    value = _get(config, field)
+    _require(value in allowed, field, f"it must be one of {', '.join(allowed)}", value)
+
+
+def _positive(config: ml_collections.ConfigDict, field: str, *, allow_zero: bool = False) -> None:
+    value = _get(config, field)
+    ok = isinstance(value, (int, float)) and (value >= 0 if allow_zero else value > 0)
+    _require(ok, field, "it must be " + ("zero or more" if allow_zero else "positive"), value)
+
+
+def _fraction(config: ml_collections.ConfigDict, field: str, low_open: bool, high_open: bool) -> None:
+    value = _get(config, field)
+    above = value > 0 if low_open else value >= 0
+    below = value < 1 if high_open else value <= 1
+    interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+    _require(above and below, field, f"it must lie in {interval}", value)
+
+
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+    node = config
+    for part in field.split("."):
+        if part not in node:
+            raise ConfigError(f"{field} is missing from the config (see configs/default.py for every field)")
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for the first invalid value; return None if the config can run."""
+    from lmphys.models import transformer  # here, so that loading a config stays cheap
+
+    _require(isinstance(_get(config, "seed"), int), "seed", "it must be an integer", config.seed)
+    _require(bool(_get(config, "workdir")), "workdir", "it must name a directory", config.workdir)
+
+    _one_of(config, "task.name", TASKS)
+    _one_of(config, "task.objective", OBJECTIVES.values())
+    for field in ("task.batch_size", "task.seq_len", "task.eval_samples"):
+        _positive(config, field)
+    _positive(config, "task.eval_prefix_len", allow_zero=True)
+    _positive(config, "task.temperature", allow_zero=True)
+
+    _one_of(config, "model.kind", transformer.MODEL_KINDS)
+    expected = OBJECTIVES[config.model.kind]
+    _require(
+        config.task.objective == expected,
+        "task.objective",
+        f"model.kind = {config.model.kind!r} trains with objective {expected!r}",
+        config.task.objective,
+    )
+    for field in ("model.num_layers", "model.num_heads", "model.width", "model.mlp_ratio", "model.max_len"):
+        _positive(config, field)
+    _require(
+        config.model.width % config.model.num_heads == 0,
+        "model.num_heads",
+        f"it must divide model.width = {config.model.width}",
+        config.model.num_heads,
+    )
+    _require(
+        config.task.seq_len <= config.model.max_len,
+        "task.seq_len",
+        f"it must be at most model.max_len = {config.model.max_len}",
+        config.task.seq_len,
+    )
+    _fraction(config, "model.dropout", low_open=False, high_open=True)
+    _one_of(config, "model.dtype", DTYPES)
+    _one_of(config, "model.position", transformer.POSITION_SCHEMES)
+    _fraction(config, "model.rope_fraction", low_open=True, high_open=False)
+    head_dim = config.model.width // config.model.num_heads
+    rotated = int(head_dim * config.model.rope_fraction)
+    if config.model.position == "rope":
+        _require(
+            rotated >= 2 and rotated % 2 == 0,
+            "model.rope_fraction",
+            f"it must rotate an even number (>= 2) of the {head_dim} head dims",
+            config.model.rope_fraction,
+        )
+    _positive(config, "model.rope_base")
+    _positive(config, "model.relative_max_distance")
+
+    from lmphys.train.optim import SCHEDULES
+
+    _positive(config, "optim.learning_rate")
+    _fraction(config, "optim.b1", low_open=False, high_open=True)
+    _fraction(config, "optim.b2", low_open=False, high_open=True)
+    _positive(config, "optim.eps")
+    _positive(config, "optim.weight_decay", allow_zero=True)
+    _positive(config, "optim.warmup_steps", allow_zero=True)
+    _one_of(config, "optim.schedule", SCHEDULES)
+    _fraction(config, "optim.final_lr_fraction", low_open=False, high_open=False)
+    _positive(config, "optim.grad_clip", allow_zero=True)
+
+    _positive(config, "train.steps", allow_zero=True)
+    for field in ("train.log_every_seconds", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints"):
+        _positive(config, field)
+
+    _validate_task_data(config)
+
+
+def _validate_task_data(config: ml_collections.ConfigDict) -> None:
+    """The task's own files exist: the grammar name or path resolves to a readable table."""
+    from lmphys.tasks import cfg
+
+    try:
+        cfg.load_grammar(config.task.grammar)
+    except DataError as error:
+        raise ConfigError(f"task.grammar = {config.task.grammar!r} is invalid: {error}") from None

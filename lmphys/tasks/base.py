@@ -1,0 +1,69 @@
+"""The Task interface between synthetic worlds and the training loop.
+
+The loop only sees `Batch` and a task's `evaluate`; what tokens mean stays inside the task
+(DESIGN.md, principle 3). Batches are pure functions of a PRNG key, and the loop derives that key
+from (seed, step), so step s of a run always sees the same data, across restarts and devices.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+
+class Batch(NamedTuple):
+    """One training batch. All arrays are [batch, seq_len]."""
+
+    inputs: jax.Array  # int32 token ids fed to the model
+    targets: jax.Array  # int32 ids the model should predict at each position
+    loss_mask: jax.Array  # float32, 1 where the position counts in the loss
+
+
+# sample_fn(prompts_BT, prompt_lengths_B, key) -> tokens_BT: the model's continuation of each
+# prompt, written in place after its first prompt_lengths[b] tokens (the prompt is kept).
+SampleFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+class Task(Protocol):
+    """What a synthetic world offers the loop."""
+
+    vocab_size: int
+    bos_id: int
+    eos_id: int
+    pad_id: int
+
+    def batch(self, key: jax.Array) -> Batch:
+        """A training batch; pure and jittable so it can run on device inside the train step."""
+
+    def evaluate(self, sample_fn: SampleFn, key: jax.Array) -> dict[str, float]:
+        """Task metrics (e.g. generation accuracy) for a model given through `sample_fn`."""
+
+
+def causal_lm_batch(sequences_BT1: jax.Array) -> Batch:
+    """Next-token prediction on [B, T+1] token rows: inputs are the first T, targets the last T."""
+    inputs = sequences_BT1[:, :-1]
+    targets = sequences_BT1[:, 1:]
+    return Batch(inputs, targets, jnp.ones(inputs.shape, jnp.float32))
+
+
+def masked_lm_batch(
+    tokens_BT: jax.Array,
+    key: jax.Array,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    rate: float = 0.15,
+    maskable_BT: jax.Array | None = None,
+) -> Batch:
+    """BERT's masked-LM corruption: of the chosen `rate` of positions, 80% become [MASK], 10% a
+    random token, 10% stay; the loss counts only the chosen positions."""
+    choose_key, kind_key, token_key = jax.random.split(key, 3)
+    chosen = jax.random.bernoulli(choose_key, rate, tokens_BT.shape)
+    if maskable_BT is not None:
+        chosen &= maskable_BT
+    kind = jax.random.uniform(kind_key, tokens_BT.shape)
+    random_tokens = jax.random.randint(token_key, tokens_BT.shape, 1, vocab_size, tokens_BT.dtype)
+    corrupted = jnp.where(kind < 0.8, mask_id, jnp.where(kind < 0.9, random_tokens, tokens_BT))
+    inputs = jnp.where(chosen, corrupted, tokens_BT)
+    return Batch(inputs, tokens_BT, chosen.astype(jnp.float32))

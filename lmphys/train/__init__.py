@@ -1,0 +1,1 @@
+"""Training: pure steps, optimizers, the loop, checkpoints and metrics."""

@@ -1,0 +1,249 @@
+"""The training loop: batches -> step -> metrics, periodic evaluation, checkpoints, resume.
+
+`run(config)` is the whole main job. Rerunning it on the same workdir resumes from the latest
+checkpoint; because batch s and its dropout mask are functions of (seed, s), the resumed run is
+bit-identical to an uninterrupted one on CPU. SIGTERM/SIGINT (preemption, Ctrl-C) save a checkpoint
+at the current step before exiting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from lmphys import config as config_lib
+from lmphys.models import decode, transformer
+from lmphys.tasks import cfg
+from lmphys.train import checkpoint, metrics, optim, step as step_lib
+
+TASK_BUILDERS = {"cfg": cfg.task_from_config}
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a finished (or stopped) run reports."""
+
+    workdir: str
+    steps: int
+    final_loss: float | None
+    eval_metrics: dict[str, float]
+    checkpoint_dir: str
+    metrics_path: str
+    stopped_early: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"done: {self.steps} steps" + (" (stopped early)" if self.stopped_early else "")]
+        if self.final_loss is not None:
+            out.append(f"final train loss: {self.final_loss:.4f}")
+        for name, value in sorted(self.eval_metrics.items()):
+            out.append(f"eval {name}: {value:.4f}")
+        out.append(f"metrics: {self.metrics_path} (TensorBoard: {os.path.join(self.workdir, 'tensorboard')})")
+        out.append(f"checkpoints: {self.checkpoint_dir}")
+        return out
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = {}
+        return self
+
+    def _handle(self, signum, _frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _save_config(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None]) -> None:
+    """Keep the run's config next to its results; say which fields differ when resuming."""
+    path = os.path.join(workdir, "config.json")
+    current = json.loads(config.to_json_best_effort())
+    if os.path.exists(path):
+        with open(path) as handle:
+            previous = json.load(handle)
+        changed = sorted(_flat(current).items() ^ _flat(previous).items())
+        if changed:
+            fields = sorted({name for name, _ in changed})
+            log(f"note: config differs from the one saved in {path} in: {', '.join(fields)}")
+    with open(path, "w") as handle:
+        json.dump(current, handle, indent=2, sort_keys=True)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def _last_record(metrics_path: str, split: str) -> dict[str, float]:
+    records = [r for r in metrics.read_metrics(os.path.dirname(metrics_path)) if r["split"] == split]
+    if not records:
+        return {}
+    return {k: v for k, v in records[-1].items() if k not in ("step", "split")}
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    *,
+    stop_at_step: int | None = None,
+    log: Callable[[str], None] = functools.partial(print, flush=True),
+) -> RunSummary:
+    """Train (or resume) the run described by `config`; return its summary.
+
+    `stop_at_step` ends this invocation after that step with a checkpoint, as a preemption would;
+    the schedule still follows `train.steps`, so a later call continues the same run.
+    """
+    config_lib.validate(config)
+    workdir = os.path.abspath(config.workdir)
+    os.makedirs(workdir, exist_ok=True)
+    _save_config(config, workdir, log)
+
+    task = TASK_BUILDERS[config.task.name](config.task)
+    model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
+    model_key, data_key, dropout_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
+    graphdef, params = step_lib.init_model(model_cfg, model_key)
+    total_steps = config.train.steps
+    optimizer = optim.make_optimizer(config.optim, total_steps)
+    state = step_lib.init_state(params, optimizer)
+
+    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
+    start = checkpoints.latest_step() or 0
+    if start:
+        state = checkpoints.restore(start, state)
+        log(f"resumed from step {start} ({checkpoints.directory})")
+    writer = metrics.MetricsWriter(workdir, resume_step=start)
+
+    num_params = transformer.num_params(state["params"])
+    tokens_per_step = config.task.batch_size * config.task.seq_len
+    flops_per_token = transformer.flops_per_token(model_cfg, config.task.seq_len)
+    peak = metrics.device_peak_flops()
+    log(
+        f"model: {config.model.kind} {config.model.num_layers} layers x {config.model.width} wide, "
+        f"{config.model.position} positions, {num_params / 1e6:.2f}M params; task: {config.task.name} "
+        f"{config.task.grammar}; {total_steps} steps of {tokens_per_step} tokens on "
+        f"{jax.local_devices()[0].device_kind}"
+    )
+
+    step_fn = step_lib.make_step_fn(
+        graphdef, optimizer, task.batch, data_key, dropout_key, use_dropout=config.model.dropout > 0
+    )
+    eval_batch = jax.jit(task.batch)(jax.random.fold_in(eval_key, -1))
+    eval_step = jax.jit(functools.partial(step_lib.eval_step, graphdef))
+    generate = None
+    if config.model.kind == "gpt":
+        generate = jax.jit(
+            functools.partial(
+                decode.generate,
+                graphdef,
+                temperature=config.task.temperature,
+                greedy=config.task.temperature == 0,
+                eos_id=task.eos_id,
+            )
+        )
+
+    def evaluate(at_step: int) -> dict[str, float]:
+        started = time.perf_counter()
+        values = {k: float(v) for k, v in jax.device_get(eval_step(state["params"], eval_batch)).items()}
+        sample_fn = None
+        if generate is not None:
+            sample_fn = functools.partial(generate, state["params"])
+        values.update(task.evaluate(sample_fn, jax.random.fold_in(eval_key, at_step)))
+        writer.write(at_step, "eval", values)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(values.items()) if k != "loss_tokens")
+        log(f"eval @ step {at_step}: {shown} ({time.perf_counter() - started:.1f}s)")
+        return values
+
+    last_train: dict[str, float] = {}
+    eval_values: dict[str, float] = {}
+    end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
+    stopped_early = False
+    with _StopSignal() as stop:
+        window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
+        compiled = False
+        current = start
+        while current < end:
+            state, step_metrics = step_fn(state)
+            current += 1
+            window_steps += 1
+            if not compiled:
+                jax.block_until_ready(state["step"])
+                log(f"compiled and ran the first step in {time.perf_counter() - window_start:.1f}s")
+                compiled = True
+                window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
+                run_start_step = current
+            now = time.perf_counter()
+            due_eval = current % config.train.eval_every == 0 or current == total_steps
+            if now - window_start >= config.train.log_every_seconds or current == end or due_eval:
+                values = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+                now = time.perf_counter()
+                elapsed = max(now - window_start, 1e-9)
+                tokens_per_sec = window_steps * tokens_per_step / elapsed
+                values["tokens_per_sec"] = tokens_per_sec
+                mfu = ""
+                if peak:
+                    values["mfu"] = tokens_per_sec * flops_per_token / peak
+                    mfu = f" mfu {100 * values['mfu']:.1f}%"
+                done_rate = (current - run_start_step) / max(now - run_start, 1e-9)
+                eta = (end - current) / done_rate if done_rate > 0 else 0.0
+                log(
+                    f"step {current}/{total_steps} loss {values['loss']:.4f} acc {values['accuracy']:.3f} "
+                    f"lr {values['learning_rate']:.2e} tok/s {tokens_per_sec:,.0f}{mfu} ETA {_format_duration(eta)}"
+                )
+                values.pop("loss_tokens", None)
+                writer.write(current, "train", values)
+                last_train = values
+                window_start, window_steps = time.perf_counter(), 0
+            if due_eval:
+                eval_values = evaluate(current)
+            if current % config.train.checkpoint_every == 0:
+                checkpoints.save(current, state)
+            if stop.received:
+                log(f"{stop.received} received: saving a checkpoint at step {current} and stopping")
+                stopped_early = True
+                break
+        if current < total_steps:
+            stopped_early = True
+        elif not eval_values:  # a finished run started again: report the results it recorded
+            eval_values = _last_record(writer.path, "eval")
+        checkpoints.save(current, state)
+        checkpoints.close()
+    writer.close()
+    return RunSummary(
+        workdir=workdir,
+        steps=current,
+        final_loss=last_train.get("loss"),
+        eval_metrics=eval_values,
+        checkpoint_dir=checkpoints.directory,
+        metrics_path=writer.path,
+        stopped_early=stopped_early,
+    )

@@ -1,0 +1,76 @@
+"""Run metrics: JSON lines and TensorBoard events in the workdir, throughput and MFU.
+
+MFU = analytic training FLOPs per token (matmuls x3 for forward and backward, causal attention
+halved) x tokens/s, over the device's dense bf16 peak. The peak is known only for the accelerators
+listed below; elsewhere (e.g. CPU) MFU is not reported.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import jax
+
+# Dense bf16 matmul peaks from the vendors' data sheets, FLOP/s per chip, matched on device_kind.
+_PEAK_BF16_FLOPS = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12,
+}
+
+
+def device_peak_flops(device: jax.Device | None = None) -> float | None:
+    """The bf16 peak of `device` (default: the first local device), or None if unknown."""
+    kind = (device or jax.local_devices()[0]).device_kind
+    for name, peak in _PEAK_BF16_FLOPS.items():
+        if name.lower() in kind.lower():
+            return peak
+    return None
+
+
+class MetricsWriter:
+    """Appends `{"step": s, "split": ..., name: value}` lines to metrics.jsonl and to TensorBoard."""
+
+    def __init__(self, workdir: str, resume_step: int = 0):
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._drop_lines_after(resume_step)
+        # Imported here: tensorboardX pulls in protobuf, which the rest of the package doesn't need.
+        from tensorboardX import SummaryWriter
+
+        self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def _drop_lines_after(self, step: int) -> None:
+        """A resumed run replays the steps after its checkpoint exactly; their old lines would
+        appear twice, so they go."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as handle:
+            kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
+        with open(self.path, "w") as handle:
+            handle.writelines(kept)
+
+    def write(self, step: int, split: str, values: Mapping[str, float]) -> None:
+        record = {"step": int(step), "split": split}
+        record.update({name: float(value) for name, value in values.items()})
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        for name, value in values.items():
+            self._tensorboard.add_scalar(f"{split}/{name}", float(value), int(step))
+
+    def close(self) -> None:
+        self._tensorboard.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """All records of a run's metrics.jsonl, in order."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
