@@ -17,17 +17,16 @@ from lmphys.errors import ConfigError, DataError
 
 TASKS = ("cfg",)
 OBJECTIVES = {"gpt": "lm", "bert": "mlm"}
-DTYPES = ("auto", "float32", "bfloat16")
 
 
-def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """Run a config file's `get_config()` (with `arg` if given, as in `--config=file.py:arg`)."""
+def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:
+    """Run a config file's `get_config(*args)` (as `--config=file.py:arg` passes one argument)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location("lmphys_user_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg) if arg is not None else module.get_config()
+    return module.get_config(*args)
 
 
 def _require(ok: bool, field: str, message: str, value: Any) -> None:
@@ -101,7 +100,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         config.task.seq_len,
     )
     _fraction(config, "model.dropout", low_open=False, high_open=True)
-    _one_of(config, "model.dtype", DTYPES)
+    _one_of(config, "model.dtype", transformer.DTYPES)
+    _one_of(config, "model.attention_impl", transformer.ATTENTION_IMPLS)
     _one_of(config, "model.position", transformer.POSITION_SCHEMES)
     _fraction(config, "model.rope_fraction", low_open=True, high_open=False)
     head_dim = config.model.width // config.model.num_heads

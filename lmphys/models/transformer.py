@@ -1,0 +1,357 @@
+"""GPT and BERT (Flax NNX) built from one pre-norm transformer block (Parts 1, 2 and 3).
+
+block(x) = x + drop(Attn(LN(x)));  x + drop(W2 gelu(W1 LN(x))), W1: D -> mlp_ratio*D.
+GPT  = token (+ absolute position) embedding -> causal blocks -> LN -> LM head (tied optional).
+BERT = the same blocks, bidirectional -> LN -> MLM head (dense, gelu, LN, decoder; tied optional).
+
+The L blocks are one module whose parameters carry a leading layer axis (made with nnx.vmap) and
+run under jax.lax.scan (split once, each layer's slice merged back into a Block), so compile time
+does not grow with depth; `scan_layers=False` runs the same stacked parameters in a Python loop
+(identical maths and checkpoints, more room for XLA fusion).
+Compute happens in the config dtype, parameters are float32, logits float32. Models hold nnx.Param
+state only: `graphdef, params = nnx.split(model)` and `apply(graphdef, params, tokens)` is the
+pure function the training loop jits, vmaps and shards. Dropout is driven by an explicit key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lmphys.errors import DataError
+from lmphys.models.attention import (
+    ATTENTION_IMPLS,
+    INIT_STDDEV,
+    POSITION_SCHEMES,
+    POSITION_TABLE_SCHEMES,
+    QUERY_KEY_SCHEMES,
+    Attention,
+    PositionEmbedding,
+    residual_init,
+)
+
+MODEL_KINDS = ("gpt", "bert")
+DTYPES = ("auto", "float32", "bfloat16")
+
+__all__ = [
+    "ATTENTION_IMPLS", "BERT", "DTYPES", "GPT", "MODEL_KINDS", "POSITION_SCHEMES", "Block", "BlockStack",
+    "ModelConfig", "apply", "build_model", "flops_per_token", "num_params",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes a model's architecture (config.model plus the task's vocabulary)."""
+
+    kind: str
+    vocab_size: int
+    num_layers: int
+    num_heads: int
+    width: int
+    mlp_ratio: float = 4
+    max_len: int = 512
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    dtype: str = "auto"
+    position: str = "rope"
+    rope_fraction: float = 1.0
+    rope_base: float = 10000.0
+    relative_max_distance: int = 32
+    scan_layers: bool = True
+    attention_impl: str = "auto"  # see attention.ATTENTION_IMPLS; optional in config.model
+
+    @classmethod
+    def from_config(cls, model_cfg: Any, vocab_size: int) -> "ModelConfig":
+        """From `config.model` (a ConfigDict or anything with those attributes)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "vocab_size"]
+        values = {}
+        for name in names:
+            if name in ("kind", "num_layers", "num_heads", "width") or hasattr(model_cfg, name):
+                values[name] = getattr(model_cfg, name)
+        return cls(vocab_size=int(vocab_size), **values)
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def mlp_width(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+    @property
+    def causal(self) -> bool:
+        return self.kind == "gpt"
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        """bfloat16 on GPU/TPU and float32 on CPU for 'auto'; otherwise the named dtype."""
+        if self.dtype == "auto":
+            return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+        return jnp.dtype(self.dtype)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout; the identity when key is None (deterministic) or rate is 0."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def _split_or_none(key: jax.Array | None, num: int):
+    return (None,) * num if key is None else tuple(jax.random.split(key, num))
+
+
+class Block(nnx.Module):
+    """One pre-norm transformer block: attention and a GELU MLP, each with residual dropout."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        norm = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.attention_norm = nnx.LayerNorm(cfg.width, **norm)
+        self.attention = Attention(
+            cfg.width,
+            cfg.num_heads,
+            position=cfg.position,
+            causal=cfg.causal,
+            max_len=cfg.max_len,
+            rope_fraction=cfg.rope_fraction,
+            rope_base=cfg.rope_base,
+            relative_max_distance=cfg.relative_max_distance,
+            num_layers=cfg.num_layers,
+            dtype=dtype,
+            attention_impl=cfg.attention_impl,
+            rngs=rngs,
+        )
+        self.mlp_norm = nnx.LayerNorm(cfg.width, **norm)
+        self.mlp_in = nnx.Linear(cfg.width, cfg.mlp_width, kernel_init=nnx.initializers.normal(INIT_STDDEV), **norm)
+        self.mlp_out = nnx.Linear(cfg.mlp_width, cfg.width, kernel_init=residual_init(cfg.num_layers), **norm)
+        self.dropout_rate = cfg.dropout
+
+    def _mlp(self, x: jax.Array) -> jax.Array:
+        return self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x))))
+
+    def __call__(self, x_BTD: jax.Array, dropout_key: jax.Array | None = None):
+        """Returns (new residual stream, this layer's keys/values for a KV cache)."""
+        attention_key, mlp_key = _split_or_none(dropout_key, 2)
+        attended, kv = self.attention(self.attention_norm(x_BTD))
+        x_BTD = x_BTD + dropout(attended, self.dropout_rate, attention_key)
+        x_BTD = x_BTD + dropout(self._mlp(x_BTD), self.dropout_rate, mlp_key)
+        return x_BTD, kv
+
+    def decode(self, x_B1D: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
+        attended, cache = self.attention.decode(self.attention_norm(x_B1D), position, cache)
+        x_B1D = x_B1D + attended
+        return x_B1D + self._mlp(x_B1D), cache
+
+
+class BlockStack(nnx.Module):
+    """L blocks with parameters stacked on a leading layer axis; scanned or unrolled."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        @nnx.split_rngs(splits=cfg.num_layers)
+        @nnx.vmap(in_axes=0, out_axes=0)
+        def make_blocks(rngs: nnx.Rngs) -> Block:
+            return Block(cfg, dtype=dtype, rngs=rngs)
+
+        self.blocks = make_blocks(rngs)
+        self.num_layers = cfg.num_layers
+        self.scan_layers = cfg.scan_layers
+
+    def _over_layers(self, body, x, per_layer_inputs):
+        """Fold body(block, x, inputs_l) -> (x, outputs_l) over the layers; outputs stacked [L, ...].
+
+        The stacked state is split once and each layer's slice merged back into a Block, inside
+        jax.lax.scan (one compiled body for any depth) or a Python loop (scan_layers=False).
+        """
+        graphdef, state = nnx.split(self.blocks)
+        if self.scan_layers:
+
+            def scan_step(carry, layer):
+                layer_state, layer_inputs = layer
+                return body(nnx.merge(graphdef, layer_state), carry, layer_inputs)
+
+            return jax.lax.scan(scan_step, x, (state, per_layer_inputs))
+        outputs = []
+        for index in range(self.num_layers):
+            layer_state, layer_inputs = jax.tree.map(lambda leaf: leaf[index], (state, per_layer_inputs))
+            x, output = body(nnx.merge(graphdef, layer_state), x, layer_inputs)
+            outputs.append(output)
+        return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
+
+    def __call__(self, x_BTD: jax.Array, dropout_key: jax.Array | None, *, collect_hidden: bool, collect_kv: bool):
+        """Returns (output, per-layer outputs [L,B,T,D] or None, per-layer caches [L,...] or None)."""
+        layer_keys = None if dropout_key is None else jax.random.split(dropout_key, self.num_layers)
+
+        def run_block(block: Block, x, key):
+            x, kv = block(x, key)
+            return x, (x if collect_hidden else None, kv if collect_kv else None)
+
+        x_BTD, (hidden, kv) = self._over_layers(run_block, x_BTD, layer_keys)
+        return x_BTD, hidden, kv
+
+    def decode(self, x_B1D: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
+        """One token through every layer; cache leaves are [L, B, S, H, Dh]."""
+        return self._over_layers(lambda block, x, layer_cache: block.decode(x, position, layer_cache), x_B1D, cache)
+
+
+class _Transformer(nnx.Module):
+    """Embeddings, the block stack and the final norm, shared by GPT and BERT."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.dtype = cfg.compute_dtype
+        self.token_embed = nnx.Embed(
+            cfg.vocab_size,
+            cfg.width,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            embedding_init=nnx.initializers.normal(INIT_STDDEV),
+            rngs=rngs,
+        )
+        if cfg.position == "absolute":
+            self.position_embed = PositionEmbedding(cfg.max_len, cfg.width, dtype=self.dtype, rngs=rngs)
+        self.stack = BlockStack(cfg, dtype=self.dtype, rngs=rngs)
+        self.final_norm = nnx.LayerNorm(cfg.width, dtype=self.dtype, param_dtype=jnp.float32, rngs=rngs)
+
+    def _embed(self, tokens_BT: jax.Array, positions_T: jax.Array) -> jax.Array:
+        x_BTD = self.token_embed(tokens_BT)
+        if self.cfg.position == "absolute":
+            x_BTD = x_BTD + self.position_embed(positions_T)[None]
+        return x_BTD
+
+    def _check_length(self, seq_len: int) -> None:
+        if self.cfg.position in POSITION_TABLE_SCHEMES and seq_len > self.cfg.max_len:
+            raise DataError(
+                f"sequence length {seq_len} exceeds model.max_len={self.cfg.max_len}, the size of the "
+                f"'{self.cfg.position}' position table; raise model.max_len or shorten task.seq_len"
+            )
+
+    def head(self, x_BTD: jax.Array) -> jax.Array:
+        """Final norm output -> float32 logits [B, T, V]."""
+        raise NotImplementedError
+
+    def _tied_logits(self, x_BTD: jax.Array) -> jax.Array:
+        embedding_VD = self.token_embed.embedding[...].astype(self.dtype)
+        return jnp.einsum("btd,vd->btv", x_BTD, embedding_VD, preferred_element_type=jnp.float32)
+
+    def _run(self, tokens_BT: jax.Array, dropout_key: jax.Array | None, *, collect_hidden: bool, collect_kv: bool):
+        self._check_length(tokens_BT.shape[1])
+        embed_key, stack_key = _split_or_none(dropout_key, 2)
+        x_BTD = dropout(self._embed(tokens_BT, jnp.arange(tokens_BT.shape[1])), self.cfg.dropout, embed_key)
+        out_BTD, hidden_LBTD, kv = self.stack(x_BTD, stack_key, collect_hidden=collect_hidden, collect_kv=collect_kv)
+        if collect_hidden:
+            hidden_LBTD = jnp.concatenate([x_BTD[None], hidden_LBTD], axis=0)
+        return out_BTD, hidden_LBTD, kv
+
+    def __call__(self, tokens_BT: jax.Array, *, dropout_key: jax.Array | None = None, return_hidden: bool = False):
+        """Logits [B, T, V] float32; with return_hidden also hidden states [L+1, B, T, D]
+        (the embedding output, then the output of each block, before the final norm)."""
+        out_BTD, hidden_LBTD, _ = self._run(tokens_BT, dropout_key, collect_hidden=return_hidden, collect_kv=False)
+        logits_BTV = self.head(self.final_norm(out_BTD))
+        return (logits_BTV, hidden_LBTD) if return_hidden else logits_BTV
+
+
+class GPT(_Transformer):
+    """Causal decoder with an LM head; logits[:, t] predict token t + 1."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        super().__init__(cfg, rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = nnx.Linear(
+                cfg.width, cfg.vocab_size, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+                kernel_init=nnx.initializers.normal(INIT_STDDEV), rngs=rngs,
+            )
+
+    def head(self, x_BTD: jax.Array) -> jax.Array:
+        if self.cfg.tie_embeddings:
+            return self._tied_logits(x_BTD)
+        kernel_DV = self.lm_head.kernel[...].astype(self.dtype)
+        return jnp.einsum("btd,dv->btv", x_BTD, kernel_DV, preferred_element_type=jnp.float32)
+
+    def prefill(self, tokens_BT: jax.Array) -> dict[str, jax.Array]:
+        """The KV cache of a full pass over tokens: {'k','v'} [L, B, T, H, Dh] ('v' only for
+        pos/uniform). Entry t depends on tokens <= t only."""
+        _, _, cache = self._run(tokens_BT, None, collect_hidden=False, collect_kv=True)
+        return cache
+
+    def decode_step(self, tokens_B: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
+        """Feed the token at `position` (scalar, shared by the batch) given a cache holding every
+        earlier position; returns (float32 logits [B, V] for position + 1, updated cache)."""
+        self._check_length(cache["v"].shape[2])
+        x_B1D = self._embed(tokens_B[:, None], jnp.reshape(position, (1,)))
+        x_B1D, cache = self.stack.decode(x_B1D, position, cache)
+        return self.head(self.final_norm(x_B1D))[:, 0], cache
+
+
+class BERT(_Transformer):
+    """Bidirectional encoder with an MLM head (dense, GELU, LayerNorm, decoder + bias)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        super().__init__(cfg, rngs)
+        dense = dict(dtype=self.dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.mlm_dense = nnx.Linear(cfg.width, cfg.width, kernel_init=nnx.initializers.normal(INIT_STDDEV), **dense)
+        self.mlm_norm = nnx.LayerNorm(cfg.width, **dense)
+        if cfg.tie_embeddings:
+            self.mlm_bias = nnx.Param(jnp.zeros((cfg.vocab_size,), jnp.float32))
+        else:
+            self.mlm_decoder = nnx.Linear(
+                cfg.width, cfg.vocab_size, kernel_init=nnx.initializers.normal(INIT_STDDEV), **dense
+            )
+
+    def head(self, x_BTD: jax.Array) -> jax.Array:
+        x_BTD = self.mlm_norm(jax.nn.gelu(self.mlm_dense(x_BTD)))
+        if self.cfg.tie_embeddings:
+            return self._tied_logits(x_BTD) + self.mlm_bias[...]
+        kernel_DV = self.mlm_decoder.kernel[...].astype(self.dtype)
+        logits = jnp.einsum("btd,dv->btv", x_BTD, kernel_DV, preferred_element_type=jnp.float32)
+        return logits + self.mlm_decoder.bias[...]
+
+
+def build_model(cfg: ModelConfig, key_or_rngs: jax.Array | int | nnx.Rngs) -> GPT | BERT:
+    """A freshly initialised GPT or BERT; float32 parameters whatever the compute dtype."""
+    rngs = key_or_rngs if isinstance(key_or_rngs, nnx.Rngs) else nnx.Rngs(key_or_rngs)
+    if cfg.kind == "gpt":
+        return GPT(cfg, rngs)
+    if cfg.kind == "bert":
+        return BERT(cfg, rngs)
+    raise ValueError(f"model kind {cfg.kind!r} is not one of {MODEL_KINDS}")
+
+
+def apply(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    tokens_BT: jax.Array,
+    *,
+    dropout_key: jax.Array | None = None,
+    return_hidden: bool = False,
+):
+    """Pure forward pass of a split model: logits [B,T,V] (and hidden [L+1,B,T,D])."""
+    return nnx.merge(graphdef, params)(tokens_BT, dropout_key=dropout_key, return_hidden=return_hidden)
+
+
+def num_params(params: Any) -> int:
+    """Number of scalars in a parameter pytree (an nnx.State or nested dict)."""
+    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Analytic training FLOPs per token (forward + backward = 3x forward), for MFU.
+
+    6 x (matmul parameters: attention projections, MLP, head; embedding lookups excluded)
+    + attention: per layer the score matmul q.k (2*T*D forward) and the value mix (2*T*D),
+    x3 for training, halved for causal models; pos/uniform have no q.k, relative adds q.r
+    (2*(2K+1)*D).
+    """
+    D, L, T = cfg.width, cfg.num_layers, seq_len
+    projections = 4 * D * D if cfg.position in QUERY_KEY_SCHEMES else 2 * D * D
+    per_layer = projections + 2 * D * cfg.mlp_width
+    head = D * cfg.vocab_size + (D * D if cfg.kind == "bert" else 0)
+    attention_forward = (4 if cfg.position in QUERY_KEY_SCHEMES else 2) * T * D
+    if cfg.causal:
+        attention_forward /= 2
+    if cfg.position == "relative":
+        attention_forward += 2 * (2 * cfg.relative_max_distance + 1) * D
+    return 6.0 * (L * per_layer + head) + 3.0 * L * attention_forward
