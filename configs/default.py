@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.task.grammar = "cfg_small"  # a shipped name (cfg3b, cfg3f, ...) or a path to a .json table
     config.task.objective = "lm"  # lm (causal decoder) or mlm (BERT-style encoder)
     config.task.batch_size = 32
-    config.task.seq_len = 128
+    config.task.seq_len = 64
     config.task.eval_samples = 256  # generations from BOS (and completions) per evaluation
     config.task.eval_prefix_len = 8  # "cut" prefix length for the completion accuracy (50 in Part 1)
     config.task.temperature = 1.0
@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_heads = 4
     config.model.width = 128
     config.model.mlp_ratio = 4
-    config.model.max_len = 128
+    config.model.max_len = 64
     config.model.dropout = 0.0
     config.model.tie_embeddings = True
     config.model.dtype = "auto"  # auto: bfloat16 on accelerators, float32 on CPU; params stay fp32
@@ -50,9 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.grad_clip = 1.0  # global norm; 0 turns clipping off
 
     config.train = ml_collections.ConfigDict()
-    config.train.steps = 2000
+    config.train.steps = 1000
     config.train.log_every_seconds = 10.0
-    config.train.eval_every = 1000
+    config.train.eval_every = 500
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 2
     return config

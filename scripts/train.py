@@ -6,7 +6,7 @@ layered grammar cfg_small, a few minutes on CPU. Rerunning the same command resu
 import os
 import sys
 
-from absl import app
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lmphys.errors import LmphysError
@@ -19,6 +19,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", os.path.normpath(_DEFAULT_CO
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep progress readable
     try:
         summary = loop.run(_CONFIG.value)
     except LmphysError as error:

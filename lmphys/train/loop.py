@@ -38,13 +38,14 @@ class RunSummary:
     checkpoint_dir: str
     metrics_path: str
     stopped_early: bool = False
+    state: Any = dataclasses.field(default=None, repr=False)  # the final train state pytree
 
     def lines(self) -> list[str]:
         out = [f"done: {self.steps} steps" + (" (stopped early)" if self.stopped_early else "")]
         if self.final_loss is not None:
             out.append(f"final train loss: {self.final_loss:.4f}")
         for name, value in sorted(self.eval_metrics.items()):
-            out.append(f"eval {name}: {value:.4f}")
+            out.append(f"eval {name}: {value:.4g}")
         out.append(f"metrics: {self.metrics_path} (TensorBoard: {os.path.join(self.workdir, 'tensorboard')})")
         out.append(f"checkpoints: {self.checkpoint_dir}")
         return out
@@ -130,7 +131,8 @@ def run(
 
     task = TASK_BUILDERS[config.task.name](config.task)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    model_key, data_key, dropout_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
+    keys = jax.random.split(jax.random.key(config.seed), 5)
+    model_key, data_key, dropout_key, eval_batch_key, eval_key = keys
     graphdef, params = step_lib.init_model(model_cfg, model_key)
     total_steps = config.train.steps
     optimizer = optim.make_optimizer(config.optim, total_steps)
@@ -157,7 +159,7 @@ def run(
     step_fn = step_lib.make_step_fn(
         graphdef, optimizer, task.batch, data_key, dropout_key, use_dropout=config.model.dropout > 0
     )
-    eval_batch = jax.jit(task.batch)(jax.random.fold_in(eval_key, -1))
+    eval_batch = jax.jit(task.batch)(eval_batch_key)  # one fixed held-out batch for eval loss
     eval_step = jax.jit(functools.partial(step_lib.eval_step, graphdef))
     generate = None
     if config.model.kind == "gpt":
@@ -174,12 +176,13 @@ def run(
     def evaluate(at_step: int) -> dict[str, float]:
         started = time.perf_counter()
         values = {k: float(v) for k, v in jax.device_get(eval_step(state["params"], eval_batch)).items()}
+        del values["loss_tokens"]
         sample_fn = None
         if generate is not None:
             sample_fn = functools.partial(generate, state["params"])
         values.update(task.evaluate(sample_fn, jax.random.fold_in(eval_key, at_step)))
         writer.write(at_step, "eval", values)
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(values.items()) if k != "loss_tokens")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
         log(f"eval @ step {at_step}: {shown} ({time.perf_counter() - started:.1f}s)")
         return values
 
@@ -246,4 +249,5 @@ def run(
         checkpoint_dir=checkpoints.directory,
         metrics_path=writer.path,
         stopped_early=stopped_early,
+        state=state,
     )

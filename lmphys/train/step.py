@@ -58,7 +58,7 @@ def train_step(
     (_, metrics), grads = grad_fn(graphdef, state["params"], batch, dropout_key)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = current_learning_rate(opt_state)
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 

@@ -1,0 +1,44 @@
+"""Part 1 at paper scale on a GPU: GPT2-12-12 (768 wide) on a shipped grammar, context 512.
+
+    python scripts/train.py --config=configs/cfg/cfg3f.py            (rotary positions)
+    python scripts/train.py --config=configs/cfg/cfg3b.py:relative   (another position scheme)
+
+This file is the shared base; cfg3b.py and cfg3f.py pick the grammar.
+
+Settings (FACTS.md, Parts 1 and 4.1): batch 96 x 512 tokens, 100k steps (4.9B tokens), AdamW
+(0.9, 0.98), eps 1e-6, weight decay 0.1, no warmup, linear decay to 0; the paper sweeps the learning
+rate over {2e-4, 3e-4, 5e-4, 1e-3}. Completion accuracy uses the first 50 tokens ("cut 50").
+"""
+import os
+
+import ml_collections
+
+from lmphys.config import load_config_file
+
+
+def get_config(grammar: str = "cfg3f", position: str = "rope") -> ml_collections.ConfigDict:
+    config = load_config_file(os.path.join(os.path.dirname(__file__), "..", "default.py"))
+    config.workdir = f"runs/{grammar}_{position}_gpt2_12_12"
+    config.task.grammar = grammar
+    config.task.batch_size = 96
+    config.task.seq_len = 512
+    config.task.eval_samples = 1024
+    config.task.eval_prefix_len = 50
+
+    config.model.num_layers = 12
+    config.model.num_heads = 12
+    config.model.width = 768
+    config.model.max_len = 512
+    config.model.position = position
+
+    config.optim.learning_rate = 3e-4
+    config.optim.warmup_steps = 0
+    config.optim.schedule = "linear"
+    config.optim.final_lr_fraction = 0.0
+
+    config.train.steps = 100_000
+    config.train.log_every_seconds = 30.0
+    config.train.eval_every = 5_000
+    config.train.checkpoint_every = 5_000
+    config.train.keep_checkpoints = 3
+    return config

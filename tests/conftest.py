@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny configs that train in seconds on the CPU backend."""
+import os
+
+import pytest
+
+from lmphys.config import load_config_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(workdir: str, steps: int = 20):
+    """The default job shrunk to seconds: 2 layers x 32 wide on cfg_small."""
+    config = load_config_file(os.path.join(REPO, "configs", "default.py"))
+    config.workdir = workdir
+    config.task.batch_size = 4
+    config.task.seq_len = 32
+    config.task.eval_samples = 8
+    config.task.eval_prefix_len = 4
+    config.model.num_layers = 2
+    config.model.num_heads = 2
+    config.model.width = 32
+    config.model.max_len = 32
+    config.optim.warmup_steps = 2
+    config.train.steps = steps
+    config.train.log_every_seconds = 1e-6  # a record every step, so tests can read the curve
+    config.train.eval_every = 1000
+    config.train.checkpoint_every = 1000
+    return config
+
+
+@pytest.fixture
+def make_tiny_config(tmp_path):
+    return lambda steps=20, name="run": tiny_config(str(tmp_path / name), steps)
