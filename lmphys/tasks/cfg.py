@@ -1,0 +1,201 @@
+"""Part 1 of Physics of Language Models ("Hierarchical Language Structures"): layered CFG worlds.
+
+Public API (the implementation lives in cfg_grammar, cfg_sample and cfg_parse):
+    g = load_grammar("cfg3f")             shipped tables cfg3b..cfg3k, cfg_small, or a .json path
+    g = random_grammar(key, sizes, ...)   new layered grammars with the papers' knobs
+    tokens, lengths = sample(g, key, n)   jittable on-device sampler
+    ok = accepts(g, tokens, lengths)      exact batched membership test
+    task = CFGTask(g, ...)                training batches (packed LM or one-document MLM rows) and
+                                          generation / completion accuracy for the training loop
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmphys.errors import ConfigError, DataError
+from lmphys.tasks.base import Batch, SampleFn, causal_lm_batch, masked_lm_batch
+from lmphys.tasks.cfg_grammar import (
+    SHIPPED,
+    Grammar,
+    grammar_from_json,
+    grammar_to_json,
+    load_grammar,
+    random_grammar,
+    save_grammar,
+)
+from lmphys.tasks.cfg_parse import accepts, accepts_padded
+from lmphys.tasks.cfg_sample import sample
+
+__all__ = [
+    "SHIPPED", "Grammar", "load_grammar", "save_grammar", "random_grammar", "grammar_from_json",
+    "grammar_to_json", "sample", "accepts", "accepts_padded", "CFGTask", "task_from_config",
+    "strings_until_eos",
+]
+
+OBJECTIVES = ("lm", "mlm")
+_EVAL_KEY_SEED = 2**31 - 1  # held-out completion prompts come from this fixed key, not the run's seed
+
+
+def strings_until_eos(rows_BT: np.ndarray, start_B: np.ndarray, eos_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cuts each row at its first EOS at or after start-of-generation.
+
+    Returns (strings [B, T] from position 1 up to the EOS, zero-padded; lengths [B]; has_eos [B]).
+    Position 0 (BOS) is dropped; rows without EOS keep everything after BOS and has_eos is False.
+    """
+    rows_BT = np.asarray(rows_BT)
+    batch, width = rows_BT.shape
+    positions = np.arange(width)[None]
+    is_eos = (rows_BT == eos_id) & (positions >= np.asarray(start_B)[:, None]) & (positions >= 1)
+    has_eos = is_eos.any(axis=1)
+    end = np.where(has_eos, is_eos.argmax(axis=1), width)
+    lengths = end - 1
+    strings = np.where(positions[:, :-1] < lengths[:, None], rows_BT[:, 1:], 0)
+    return strings.astype(np.int32), lengths.astype(np.int32), has_eos
+
+
+class CFGTask:
+    """A CFG world for the training loop (Task protocol of tasks/base.py).
+
+    objective "lm": documents BOS + string + EOS packed back to back into one stream, cut into
+    batch_size rows of seq_len + 1 tokens (documents cross row boundaries), next-token targets.
+    objective "mlm": one document per row, 0-padded to seq_len. Only strings that fit
+    (length <= seq_len - 2) are used: each batch draws `mlm_draws` strings and keeps the first
+    batch_size that fit; in the (rare) case that fewer fit, fitting ones are reused, never truncated.
+    The constructor raises ConfigError when under half of the strings fit.
+    `temperature` is stored for the loop's sampler; the task itself does not use it.
+    """
+
+    def __init__(
+        self,
+        grammar: Grammar,
+        batch_size: int = 32,
+        seq_len: int = 128,
+        objective: str = "lm",
+        eval_samples: int = 256,
+        eval_prefix_len: int = 50,
+        temperature: float = 1.0,
+        mask_rate: float = 0.15,
+    ):
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"task.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}.")
+        if batch_size < 1 or seq_len < 2 or eval_samples < 1 or eval_prefix_len < 0:
+            raise ConfigError("task.batch_size, task.seq_len (>= 2) and task.eval_samples must be positive "
+                              "and task.eval_prefix_len non-negative.")
+        if seq_len - 2 < grammar.min_len:
+            raise ConfigError(f"task.seq_len={seq_len} leaves no room for the shortest {grammar.name} string "
+                              f"({grammar.min_len} tokens + BOS + EOS).")
+        self.grammar = grammar
+        self.batch_size, self.seq_len, self.objective = batch_size, seq_len, objective
+        self.eval_samples, self.eval_prefix_len, self.temperature = eval_samples, eval_prefix_len, temperature
+        self.mask_rate = mask_rate
+        self.vocab_size, self.bos_id, self.eos_id = grammar.vocab_size, grammar.bos_id, grammar.eos_id
+        self.pad_id, self.mask_id = 0, grammar.mask_id
+        stream = batch_size * (seq_len + 1)
+        self.lm_draws = math.ceil(stream / (grammar.min_len + 2))  # enough even if every string is shortest
+        self.mlm_draws = batch_size
+        if objective == "mlm":
+            _, lengths = sample(grammar, jax.random.key(0), 1024)
+            fit = float(np.mean(np.asarray(lengths) <= seq_len - 2))
+            if fit < 0.5:
+                raise ConfigError(
+                    f"task.seq_len={seq_len} is too short for mlm on {grammar.name}: only {fit:.0%} of strings fit "
+                    f"in one row; use at least {int(np.quantile(np.asarray(lengths), 0.99)) + 2}.")
+            self.mlm_draws = int(math.ceil(batch_size / fit * 2)) + 8
+        self._held_out = None
+
+    def batch(self, key: jax.Array) -> Batch:
+        """A training batch; pure and jittable (all shapes static)."""
+        if self.objective == "lm":
+            return causal_lm_batch(self._packed_stream(key).reshape(self.batch_size, self.seq_len + 1))
+        sample_key, mask_key = jax.random.split(key)
+        rows = self._document_rows(sample_key)
+        return masked_lm_batch(rows, mask_key, mask_id=self.mask_id, vocab_size=self.vocab_size,
+                               rate=self.mask_rate, maskable_BT=rows != self.pad_id)
+
+    def _packed_stream(self, key: jax.Array) -> jax.Array:
+        strings, lengths = sample(self.grammar, key, self.lm_draws)
+        doc_ends = jnp.cumsum(lengths + 2)
+        position = jnp.arange(self.batch_size * (self.seq_len + 1))
+        doc = jnp.searchsorted(doc_ends, position, side="right")
+        offset = position - (doc_ends[doc] - lengths[doc] - 2)  # 0 is BOS, length+1 is EOS
+        body = strings[doc, jnp.clip(offset - 1, 0, self.grammar.max_len - 1)]
+        return jnp.where(offset == 0, self.bos_id, jnp.where(offset == lengths[doc] + 1, self.eos_id, body))
+
+    def _document_rows(self, key: jax.Array) -> jax.Array:
+        strings, lengths = sample(self.grammar, key, self.mlm_draws)
+        fits = lengths <= self.seq_len - 2
+        order = jnp.argsort(~fits, stable=True)  # fitting strings first, in draw order
+        chosen = order[jnp.arange(self.batch_size) % jnp.maximum(fits.sum(), 1)]
+        strings, lengths = strings[chosen], lengths[chosen]
+        width = min(self.seq_len - 1, self.grammar.max_len)
+        body = jnp.pad(strings[:, :width], ((0, 0), (1, self.seq_len - 1 - width)))
+        position = jnp.arange(self.seq_len)[None]
+        rows = jnp.where(position == 0, self.bos_id, jnp.where(position == lengths[:, None] + 1, self.eos_id, body))
+        return rows.astype(jnp.int32)
+
+    def held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed completion strings (same every evaluation): those with prefix_len < length <= seq_len - 2."""
+        if self._held_out is None:
+            strings, lengths = (np.asarray(x) for x in sample(self.grammar, jax.random.key(_EVAL_KEY_SEED),
+                                                              4 * self.eval_samples))
+            keep = np.flatnonzero((lengths <= self.seq_len - 2) & (lengths > self.eval_prefix_len))
+            keep = keep[:self.eval_samples]
+            self._held_out = (strings[keep], lengths[keep])
+        return self._held_out
+
+    def evaluate(self, sample_fn: SampleFn, key: jax.Array) -> dict[str, float]:
+        """lm: gen_accuracy, gen_mean_len (from a bare BOS) and cut_accuracy (completing BOS + the first
+        eval_prefix_len tokens of held-out strings); a row with no EOS is a failure, and counts
+        seq_len - 1 tokens in gen_mean_len. cut_samples says how many held-out strings fit (those with
+        eval_prefix_len < length <= seq_len - 2 among 4 * eval_samples draws; no cut_accuracy if none).
+        mlm: {} (sample_fn generates; masked-token accuracy is the loop's eval loss)."""
+        if self.objective != "lm":
+            return {}
+        gen_key, cut_key = jax.random.split(key)
+        prompts = np.zeros((self.eval_samples, self.seq_len), np.int32)
+        prompts[:, 0] = self.bos_id
+        starts = np.ones(self.eval_samples, np.int32)
+        generated = np.asarray(sample_fn(jnp.asarray(prompts), jnp.asarray(starts), gen_key))
+        strings, lengths, has_eos = strings_until_eos(generated, starts, self.eos_id)
+        gen_ok = np.asarray(accepts(self.grammar, strings, lengths)) & has_eos
+        metrics = {"gen_accuracy": float(gen_ok.mean()), "gen_mean_len": float(lengths.mean())}
+        held, held_lengths = self.held_out()
+        if len(held_lengths):
+            prefix = self.eval_prefix_len
+            prompts = np.zeros((len(held_lengths), self.seq_len), np.int32)
+            prompts[:, 0] = self.bos_id
+            prompts[:, 1:prefix + 1] = held[:, :prefix]
+            starts = np.full(len(held_lengths), prefix + 1, np.int32)
+            completed = np.asarray(sample_fn(jnp.asarray(prompts), jnp.asarray(starts), cut_key))
+            strings, lengths, has_eos = strings_until_eos(completed, starts, self.eos_id)
+            cut_ok = np.asarray(accepts(self.grammar, strings, lengths)) & has_eos
+            metrics["cut_accuracy"] = float(cut_ok.mean())
+        metrics["cut_samples"] = float(len(held_lengths))
+        return metrics
+
+
+def _field(task_config: Any, name: str, default: Any) -> Any:
+    return task_config.get(name, default) if hasattr(task_config, "get") else getattr(task_config, name, default)
+
+
+def task_from_config(task_config: Any) -> CFGTask:
+    """CFGTask from a `config.task` ConfigDict (fields as in configs/default.py)."""
+    name = _field(task_config, "grammar", "cfg_small")
+    try:
+        grammar = load_grammar(name)
+    except DataError as err:
+        raise ConfigError(f"task.grammar: {err}") from None
+    return CFGTask(
+        grammar,
+        batch_size=int(_field(task_config, "batch_size", 32)),
+        seq_len=int(_field(task_config, "seq_len", 128)),
+        objective=_field(task_config, "objective", "lm"),
+        eval_samples=int(_field(task_config, "eval_samples", 256)),
+        eval_prefix_len=int(_field(task_config, "eval_prefix_len", 50)),
+        temperature=float(_field(task_config, "temperature", 1.0)),
+    )

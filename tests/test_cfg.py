@@ -1,0 +1,261 @@
+"""Part 1 CFG world: grammars, sampler, exact membership test, packed batches, evaluation."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lmphys.errors import ConfigError, DataError
+from lmphys.tasks import cfg, cfg_parse
+
+PAPER = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k")
+
+
+def reference_accepts(g: cfg.Grammar, string) -> bool:
+    """Slow, obviously correct membership: memoized sets of end positions, top-down from the root."""
+    string = [int(t) for t in string]
+    last = g.num_levels - 1
+
+    @functools.lru_cache(maxsize=None)
+    def ends(level, sym, start):
+        if level == last:
+            return frozenset([start + 1]) if start < len(string) and string[start] == sym + 1 else frozenset()
+        out = set()
+        for rule in g.rules[level][sym]:
+            front = {start}
+            for child in rule:
+                front = set().union(*[ends(level + 1, child, p) for p in front])
+            out |= front
+        return frozenset(out)
+
+    return len(string) in ends(0, 0, 0)
+
+
+def one_bucket(g, strings, lengths):
+    """Keeps the strings of the most common length bucket, so a test compiles one parser program."""
+    words = np.array([cfg_parse._words_for(int(n)) for n in lengths])
+    values, counts = np.unique(words, return_counts=True)
+    keep = words == values[counts.argmax()]
+    return strings[keep], lengths[keep]
+
+
+def corrupt(strings, lengths, num_terminals, seed=0):
+    """One random position of each string changed to another terminal."""
+    rng = np.random.default_rng(seed)
+    bad = strings.copy()
+    for i, n in enumerate(lengths):
+        j = rng.integers(n)
+        bad[i, j] = (bad[i, j] + rng.integers(1, num_terminals) - 1) % num_terminals + 1
+    return bad
+
+
+def sample_np(g, seed, n):
+    strings, lengths = cfg.sample(g, jax.random.key(seed), n)
+    return np.asarray(strings), np.asarray(lengths)
+
+
+@pytest.mark.parametrize("name", PAPER + ("cfg_small",))
+def test_shipped_grammar_samples_are_accepted(name):
+    g = cfg.load_grammar(name)
+    assert g.name == name and g.vocab_size == g.bos_id + 1 > max(g.eos_id, g.mask_id)
+    strings, lengths = sample_np(g, 0, 24)
+    assert strings.shape == (24, g.max_len) and strings.dtype == np.int32
+    assert np.all((lengths >= g.min_len) & (lengths <= g.max_len))
+    assert np.all((strings > 0).sum(1) == lengths)  # compact: no holes, 0-padded after the string
+    assert np.all(strings[:, :][np.arange(g.max_len)[None] < lengths[:, None]] <= g.num_terminals)
+    strings, lengths = one_bucket(g, strings, lengths)
+    assert np.asarray(cfg.accepts(g, strings, lengths)).all()
+    assert all(reference_accepts(g, s[:n]) for s, n in zip(strings[:4], lengths[:4]))
+
+
+@pytest.mark.parametrize("name", ["cfg_small", "cfg3f"])
+def test_accepts_agrees_with_reference_on_corruptions(name):
+    g = cfg.load_grammar(name)
+    strings, lengths = one_bucket(g, *sample_np(g, 1, 400 if name == "cfg_small" else 96))
+    bad = corrupt(strings, lengths, g.num_terminals)
+    got = np.asarray(cfg.accepts(g, bad, lengths))
+    want = np.array([reference_accepts(g, s[:n]) for s, n in zip(bad, lengths)])
+    np.testing.assert_array_equal(got, want)
+    assert (~want).sum() >= len(want) // 2  # most corruptions leave the language: rejects are tested
+    assert np.asarray(cfg.accepts(g, strings, lengths)).all()
+
+
+def test_accepts_rejects_bad_lengths_and_tokens():
+    g = cfg.load_grammar("cfg_small")
+    strings, lengths = sample_np(g, 2, 8)
+    strings_ext = np.pad(strings, ((0, 0), (0, 5)))
+    assert not np.asarray(cfg.accepts(g, strings_ext, lengths + 1)).any()  # a trailing pad token inside
+    assert not np.asarray(cfg.accepts(g, strings, np.full(8, g.min_len - 1))).any()
+    with_eos = strings.copy()
+    with_eos[:, 0] = g.eos_id
+    assert not np.asarray(cfg.accepts(g, with_eos, lengths)).any()
+    junk_after = strings_ext.copy()
+    junk_after[np.arange(8), lengths] = 3  # tokens past the length are ignored
+    assert np.asarray(cfg.accepts(g, junk_after, lengths)).all()
+
+
+def test_accepts_is_jittable():
+    g = cfg.load_grammar("cfg_small")
+    strings, lengths = sample_np(g, 3, 16)
+    bad = corrupt(strings, lengths, g.num_terminals, seed=3)
+    both = np.concatenate([strings, bad]), np.concatenate([lengths, lengths])
+    jitted = jax.jit(functools.partial(cfg.accepts, g))(jnp.asarray(both[0]), jnp.asarray(both[1]))
+    np.testing.assert_array_equal(np.asarray(jitted), np.asarray(cfg.accepts(g, *both)))
+
+
+def test_sampler_determinism_jit_and_vmap():
+    g = cfg.load_grammar("cfg_small")
+    a, a_len = cfg.sample(g, jax.random.key(7), 64)
+    b, b_len = cfg.sample(g, jax.random.key(7), 64)
+    c, _ = cfg.sample(g, jax.random.key(8), 64)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a_len, b_len)
+    assert not np.array_equal(a, c)
+    keys = jax.random.split(jax.random.key(9), 3)
+    batched, batched_len = jax.jit(jax.vmap(lambda k: cfg.sample(g, k, 16)))(keys)
+    assert batched.shape == (3, 16, g.max_len) and batched_len.shape == (3, 16)
+    np.testing.assert_array_equal(batched[1], cfg.sample(g, keys[1], 16)[0])
+    big, big_len = cfg.sample(g, jax.random.key(1), 5000)  # chunked path (n > CHUNK)
+    assert big.shape == (5000, g.max_len) and np.all(np.asarray((big > 0).sum(1)) == np.asarray(big_len))
+
+
+@pytest.mark.parametrize("name, mean", [("cfg3b", 275.0), ("cfg3f", 250.0)])
+def test_length_mean_matches_reference(name, mean):
+    g = cfg.load_grammar(name)
+    _, lengths = cfg.sample(g, jax.random.key(0), 8192)
+    assert abs(float(np.mean(lengths)) / mean - 1) < 0.02
+
+
+def test_rules_are_chosen_uniformly():
+    g = cfg.load_grammar("cfg_small")
+    _, lengths = sample_np(g, 4, 20000)
+    # root rules are (0, 2) and (2, 0, 1); a length histogram drifts if one rule is favoured
+    two = cfg.Grammar("two", ((g.rules[0][0][:1],),) + g.rules[1:], 3, 4, 5)
+    three = cfg.Grammar("three", ((g.rules[0][0][1:],),) + g.rules[1:], 3, 4, 5)
+    mean_two = float(np.mean(sample_np(two, 5, 20000)[1]))
+    mean_three = float(np.mean(sample_np(three, 6, 20000)[1]))
+    assert abs(float(np.mean(lengths)) - (mean_two + mean_three) / 2) < 0.15
+
+
+def test_random_grammar_is_layered_and_its_samples_parse(tmp_path):
+    key = jax.random.key(11)
+    g = cfg.random_grammar(key, (1, 3, 4, 4, 3), deg_min=2, deg_max=3, len_min=2, len_max=3)
+    assert g.sizes == (1, 3, 4, 4, 3) and g.num_levels == 5
+    for level in g.rules:
+        for sym in level:
+            assert 2 <= len(sym) <= 3 and len(set(sym)) == len(sym)
+            assert all(2 <= len(rule) <= 3 for rule in sym)
+    assert cfg.random_grammar(key, (1, 3, 4, 4, 3)) == g
+    strings, lengths = one_bucket(g, *sample_np(g, 0, 64))
+    assert np.asarray(cfg.accepts(g, strings, lengths)).all()
+    bad = corrupt(strings, lengths, g.num_terminals)
+    np.testing.assert_array_equal(np.asarray(cfg.accepts(g, bad, lengths)),
+                                  [reference_accepts(g, s[:n]) for s, n in zip(bad, lengths)])
+    path = str(tmp_path / "mine.json")
+    cfg.save_grammar(g, path)
+    loaded = cfg.load_grammar(path)
+    assert loaded.rules == g.rules and loaded.name == "mine" and loaded.eos_id == g.eos_id
+    assert loaded.bos_id == g.bos_id and loaded.vocab_size == g.vocab_size
+
+
+def test_save_load_round_trip_of_paper_table(tmp_path):
+    g = cfg.load_grammar("cfg3e1")
+    cfg.save_grammar(g, str(tmp_path / "copy.json"))
+    loaded = cfg.load_grammar(str(tmp_path / "copy.json"))
+    assert (loaded.rules, loaded.num_terminals, loaded.eos_id, loaded.mask_id) == (
+        g.rules, g.num_terminals, g.eos_id, g.mask_id)
+
+
+def test_bad_grammar_names_and_files(tmp_path):
+    with pytest.raises(DataError, match="cfg3f.*cfg_small"):
+        cfg.load_grammar("cfg9z")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"idx": [[5], [1, 2]], "all": [[{"children": [[0, 7]]}], [{}, {}]]}')
+    with pytest.raises(DataError, match="positions"):
+        cfg.load_grammar(str(broken))
+    config = ml_collections.ConfigDict({"grammar": "nope", "objective": "lm"})
+    with pytest.raises(ConfigError, match="task.grammar.*cfg3b"):
+        cfg.task_from_config(config)
+    config.grammar, config.objective = "cfg_small", "xl"
+    with pytest.raises(ConfigError, match="task.objective"):
+        cfg.task_from_config(config)
+
+
+def split_documents(row, bos, eos):
+    """Complete BOS ... EOS documents of a token row."""
+    docs, current = [], None
+    for token in row:
+        if token == bos:
+            current = []
+        elif token == eos:
+            if current is not None:
+                docs.append(current)
+            current = None
+        elif current is not None:
+            current.append(int(token))
+    return docs
+
+
+def test_packed_lm_batch_documents_parse():
+    g = cfg.load_grammar("cfg_small")
+    task = cfg.CFGTask(g, batch_size=4, seq_len=64, objective="lm")
+    batch = jax.jit(task.batch)(jax.random.key(0))
+    assert batch.inputs.shape == (4, 64) and batch.inputs.dtype == jnp.int32
+    np.testing.assert_array_equal(batch.inputs[:, 1:], batch.targets[:, :-1])
+    assert float(batch.loss_mask.min()) == 1.0
+    stream = np.concatenate([np.asarray(batch.inputs), np.asarray(batch.targets[:, -1:])], 1)
+    assert stream[0, 0] == task.bos_id and not (stream == 0).any()
+    docs = [d for row in stream for d in split_documents(row, task.bos_id, task.eos_id)]
+    assert len(docs) >= 4 * 64 // (g.max_len + 2)
+    width = max(len(d) for d in docs)
+    strings = np.array([d + [0] * (width - len(d)) for d in docs], np.int32)
+    lengths = np.array([len(d) for d in docs], np.int32)
+    assert np.asarray(cfg.accepts(g, strings, lengths)).all()
+    assert not np.array_equal(np.asarray(task.batch(jax.random.key(1)).inputs), np.asarray(batch.inputs))
+
+
+def test_mlm_batch_rows_are_whole_documents():
+    g = cfg.load_grammar("cfg_small")
+    task = cfg.CFGTask(g, batch_size=8, seq_len=24, objective="mlm")  # some strings (<= 27) do not fit
+    batch = task.batch(jax.random.key(0))
+    rows = np.asarray(batch.targets)
+    assert rows.shape == (8, 24) and np.all(rows[:, 0] == task.bos_id)
+    for row in rows:
+        (eos,) = np.flatnonzero(row == task.eos_id)
+        assert np.all(row[eos + 1:] == 0) and reference_accepts(g, row[1:eos])
+    chosen = np.asarray(batch.loss_mask) > 0
+    assert not np.any(chosen & (rows == 0))
+    assert np.all(np.asarray(batch.inputs)[~chosen] == rows[~chosen])
+
+
+def test_evaluate_with_a_perfect_and_a_broken_model():
+    g = cfg.load_grammar("cfg_small")
+    task = cfg.CFGTask(g, batch_size=2, seq_len=32, eval_samples=16, eval_prefix_len=4)
+
+    def perfect(prompts, starts, key):
+        """Continues each prompt with the rest of a held-out string, or writes a fresh sample."""
+        prompts = np.array(prompts)
+        held, held_len = task.held_out()
+        fresh, fresh_len = sample_np(g, int(jax.random.randint(key, (), 0, 1000)), len(prompts))
+        for i, start in enumerate(np.asarray(starts)):
+            if start == 1:
+                string, n = fresh[i], fresh_len[i]
+            else:
+                string, n = held[i], held_len[i]
+            prompts[i, 1:n + 1] = string[:n]
+            prompts[i, n + 1] = task.eos_id
+            prompts[i, n + 2:] = 3  # garbage after EOS is ignored
+        return jnp.asarray(prompts)
+
+    metrics = task.evaluate(perfect, jax.random.key(0))
+    assert metrics["gen_accuracy"] == 1.0 and metrics["cut_accuracy"] == 1.0
+    assert g.min_len <= metrics["gen_mean_len"] <= g.max_len
+
+    def no_eos(prompts, starts, key):
+        return jnp.where(jnp.arange(prompts.shape[1])[None] >= starts[:, None], 1, prompts)
+
+    metrics = task.evaluate(no_eos, jax.random.key(0))
+    assert metrics["gen_accuracy"] == 0.0 and metrics["cut_accuracy"] == 0.0
+    assert cfg.CFGTask(g, objective="mlm", seq_len=32).evaluate(no_eos, jax.random.key(0)) == {}
