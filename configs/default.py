@@ -50,9 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.grad_clip = 1.0  # global norm; 0 turns clipping off
 
     config.train = ml_collections.ConfigDict()
-    config.train.steps = 1000
+    config.train.steps = 1200
     config.train.log_every_seconds = 10.0
-    config.train.eval_every = 500
+    config.train.eval_every = 600
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 2
     return config

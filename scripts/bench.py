@@ -17,7 +17,7 @@ from absl import app, flags
 
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
-from lmphys.tasks import cfg
+from lmphys.tasks import cfg, cfg_speed
 from lmphys.train import metrics, optim, step as step_lib
 
 _SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "generate"], "Which rows to measure.")
@@ -44,23 +44,14 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def bench_cfg(grammar_name: str, repeats: int) -> list[tuple[str, str, str]]:
-    grammar = cfg.load_grammar(grammar_name)
-    rows = []
-    num_strings = 8192
-    sample = jax.jit(functools.partial(cfg.sample, grammar, n=num_strings))
-    key = jax.random.key(0)
-    first, best = _timed(lambda: sample(key), repeats)
-    tokens, lengths = sample(key)
-    rate = float(jnp.sum(lengths)) / best
-    rows.append((f"cfg.sample {grammar_name}, n={num_strings}", f"{rate / 1e6:.1f}M tokens/s",
-                 f"{num_strings / best:,.0f} strings/s; first call {first:.1f}s"))
-    num_parse = 2048
-    tokens, lengths = tokens[:num_parse], lengths[:num_parse]
-    first, best = _timed(lambda: cfg.accepts(grammar, tokens, lengths), max(1, repeats // 2))
-    accepted = float(jnp.mean(cfg.accepts(grammar, tokens, lengths)))
-    rows.append((f"cfg.accepts {grammar_name}, {num_parse} strings", f"{num_parse / best:,.0f} strings/s",
-                 f"accepted {accepted:.0%}; first call {first:.1f}s"))
-    return rows
+    sampled = cfg_speed.bench_sample(grammar_name, n=16384, repeats=repeats)
+    parsed = cfg_speed.bench_accepts(grammar_name, n=4096, repeats=max(1, repeats // 2))
+    return [
+        (f"cfg.sample {grammar_name}, n=16384 per call", f"{sampled['tokens_per_s'] / 1e6:.1f}M tokens/s",
+         f"{sampled['strings_per_s']:,.0f} strings/s, mean length {sampled['mean_len']:.0f}"),
+        (f"cfg.accepts {grammar_name}, 4096 strings per call", f"{parsed['strings_per_s']:,.0f} strings/s",
+         f"{parsed['tokens_per_s'] / 1e6:.2f}M tokens/s"),
+    ]
 
 
 def _setup_model(config):

@@ -1,14 +1,16 @@
 """Part 1 CFG world: grammars, sampler, exact membership test, packed batches, evaluation."""
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from lmphys.config import load_config_file
 from lmphys.errors import ConfigError, DataError
 from lmphys.tasks import cfg, cfg_parse
+from tests.conftest import REPO
 
 PAPER = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k")
 
@@ -175,7 +177,8 @@ def test_bad_grammar_names_and_files(tmp_path):
     broken.write_text('{"idx": [[5], [1, 2]], "all": [[{"children": [[0, 7]]}], [{}, {}]]}')
     with pytest.raises(DataError, match="positions"):
         cfg.load_grammar(str(broken))
-    config = ml_collections.ConfigDict({"grammar": "nope", "objective": "lm"})
+    config = load_config_file(os.path.join(REPO, "configs", "default.py")).task
+    config.grammar = "nope"
     with pytest.raises(ConfigError, match="task.grammar.*cfg3b"):
         cfg.task_from_config(config)
     config.grammar, config.objective = "cfg_small", "xl"

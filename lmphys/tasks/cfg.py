@@ -179,23 +179,18 @@ class CFGTask:
         return metrics
 
 
-def _field(task_config: Any, name: str, default: Any) -> Any:
-    return task_config.get(name, default) if hasattr(task_config, "get") else getattr(task_config, name, default)
-
-
 def task_from_config(task_config: Any) -> CFGTask:
-    """CFGTask from a `config.task` ConfigDict (fields as in configs/default.py)."""
-    name = _field(task_config, "grammar", "cfg_small")
+    """CFGTask from a `config.task` ConfigDict (every field as in configs/default.py)."""
     try:
-        grammar = load_grammar(name)
+        grammar = load_grammar(task_config.grammar)
     except DataError as err:
         raise ConfigError(f"task.grammar: {err}") from None
     return CFGTask(
         grammar,
-        batch_size=int(_field(task_config, "batch_size", 32)),
-        seq_len=int(_field(task_config, "seq_len", 128)),
-        objective=_field(task_config, "objective", "lm"),
-        eval_samples=int(_field(task_config, "eval_samples", 256)),
-        eval_prefix_len=int(_field(task_config, "eval_prefix_len", 50)),
-        temperature=float(_field(task_config, "temperature", 1.0)),
+        batch_size=task_config.batch_size,
+        seq_len=task_config.seq_len,
+        objective=task_config.objective,
+        eval_samples=task_config.eval_samples,
+        eval_prefix_len=task_config.eval_prefix_len,
+        temperature=task_config.temperature,
     )

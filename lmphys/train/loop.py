@@ -219,7 +219,7 @@ def run(
                 done_rate = (current - run_start_step) / max(now - run_start, 1e-9)
                 eta = (end - current) / done_rate if done_rate > 0 else 0.0
                 log(
-                    f"step {current}/{total_steps} loss {values['loss']:.4f} acc {values['accuracy']:.3f} "
+                    f"step {current}/{total_steps} loss {values['loss']:.4f} token acc {values['token_accuracy']:.3f} "
                     f"lr {values['learning_rate']:.2e} tok/s {tokens_per_sec:,.0f}{mfu} ETA {_format_duration(eta)}"
                 )
                 values.pop("loss_tokens", None)

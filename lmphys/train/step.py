@@ -43,7 +43,7 @@ def loss_and_metrics(
     loss = (losses_BT * mask_BT).sum() / num_tokens
     correct_BT = (jnp.argmax(logits_BTV, axis=-1) == batch.targets).astype(jnp.float32)
     accuracy = (correct_BT * mask_BT).sum() / num_tokens
-    return loss, {"loss": loss, "accuracy": accuracy, "loss_tokens": mask_BT.sum()}
+    return loss, {"loss": loss, "token_accuracy": accuracy, "loss_tokens": mask_BT.sum()}
 
 
 def train_step(
