@@ -58,6 +58,45 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+class _Progress:
+    """Throughput, MFU and ETA for the progress lines.
+
+    tokens/s is measured over the steps since the last line, starting after the compiling first
+    step and excluding evaluations, so it is the training speed alone; the ETA clock includes
+    evaluations, since the remaining ones will take time too.
+    """
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
+        self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
+        self.start(0)
+
+    def start(self, step: int) -> None:
+        """Start the ETA clock and a measuring window at `step`."""
+        self._clock = (time.perf_counter(), step)
+        self.new_window(step)
+
+    def new_window(self, step: int) -> None:
+        self._window = (time.perf_counter(), step)
+
+    def seconds_in_window(self) -> float:
+        return time.perf_counter() - self._window[0]
+
+    def measure(self, step: int, end: int) -> tuple[dict[str, float], str]:
+        """(values for metrics.jsonl, the speed part of the progress line) for the window up to `step`."""
+        now = time.perf_counter()
+        window_start, window_step = self._window
+        tokens_per_sec = (step - window_step) * self.tokens_per_step / max(now - window_start, 1e-9)
+        values = {"tokens_per_sec": tokens_per_sec}
+        text = f"tok/s {tokens_per_sec:,.0f}"
+        if self.peak_flops:
+            values["mfu"] = tokens_per_sec * self.flops_per_token / self.peak_flops
+            text += f" mfu {100 * values['mfu']:.1f}%"
+        clock_start, clock_step = self._clock
+        rate = (step - clock_step) / max(now - clock_start, 1e-9)
+        eta = (end - step) / rate if rate > 0 else 0.0
+        return values, f"{text} ETA {_format_duration(eta)}"
+
+
 class _StopSignal:
     """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
 
@@ -147,8 +186,9 @@ def run(
 
     num_params = transformer.num_params(state["params"])
     tokens_per_step = config.task.batch_size * config.task.seq_len
-    flops_per_token = transformer.flops_per_token(model_cfg, config.task.seq_len)
-    peak = metrics.device_peak_flops()
+    progress = _Progress(
+        tokens_per_step, transformer.flops_per_token(model_cfg, config.task.seq_len), metrics.device_peak_flops()
+    )
     log(
         f"model: {config.model.kind} {config.model.num_layers} layers x {config.model.width} wide, "
         f"{config.model.position} positions, {num_params / 1e6:.2f}M params; task: {config.task.name} "
@@ -189,54 +229,36 @@ def run(
     last_train: dict[str, float] = {}
     eval_values: dict[str, float] = {}
     end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
-    stopped_early = False
     with _StopSignal() as stop:
-        window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
-        compiled = False
         current = start
         while current < end:
             state, step_metrics = step_fn(state)
             current += 1
-            window_steps += 1
-            if not compiled:
+            if current == start + 1:
                 jax.block_until_ready(state["step"])
-                log(f"compiled and ran the first step in {time.perf_counter() - window_start:.1f}s")
-                compiled = True
-                window_start, window_steps, run_start = time.perf_counter(), 0, time.perf_counter()
-                run_start_step = current
-            now = time.perf_counter()
+                log(f"compiled and ran the first step in {progress.seconds_in_window():.1f}s")
+                progress.start(current)
             due_eval = current % config.train.eval_every == 0 or current == total_steps
-            if now - window_start >= config.train.log_every_seconds or current == end or due_eval:
-                values = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-                now = time.perf_counter()
-                elapsed = max(now - window_start, 1e-9)
-                tokens_per_sec = window_steps * tokens_per_step / elapsed
-                values["tokens_per_sec"] = tokens_per_sec
-                mfu = ""
-                if peak:
-                    values["mfu"] = tokens_per_sec * flops_per_token / peak
-                    mfu = f" mfu {100 * values['mfu']:.1f}%"
-                done_rate = (current - run_start_step) / max(now - run_start, 1e-9)
-                eta = (end - current) / done_rate if done_rate > 0 else 0.0
+            if progress.seconds_in_window() >= config.train.log_every_seconds or current == end or due_eval:
+                values = {k: float(v) for k, v in jax.device_get(step_metrics).items() if k != "loss_tokens"}
+                speed, speed_text = progress.measure(current, end)
+                values.update(speed)
                 log(
-                    f"step {current}/{total_steps} loss {values['loss']:.4f} token acc {values['token_accuracy']:.3f} "
-                    f"lr {values['learning_rate']:.2e} tok/s {tokens_per_sec:,.0f}{mfu} ETA {_format_duration(eta)}"
+                    f"step {current}/{total_steps} loss {values['loss']:.4f} "
+                    f"token acc {values['token_accuracy']:.3f} lr {values['learning_rate']:.2e} {speed_text}"
                 )
-                values.pop("loss_tokens", None)
                 writer.write(current, "train", values)
                 last_train = values
-                window_start, window_steps = time.perf_counter(), 0
-            if due_eval:
-                eval_values = evaluate(current)
+                if due_eval:
+                    eval_values = evaluate(current)
+                progress.new_window(current)
             if current % config.train.checkpoint_every == 0:
                 checkpoints.save(current, state)
             if stop.received:
                 log(f"{stop.received} received: saving a checkpoint at step {current} and stopping")
-                stopped_early = True
                 break
-        if current < total_steps:
-            stopped_early = True
-        elif not eval_values:  # a finished run started again: report the results it recorded
+        stopped_early = current < total_steps
+        if not stopped_early and not eval_values:  # a finished run started again: report the results it recorded
             eval_values = _last_record(writer.path, "eval")
         checkpoints.save(current, state)
         checkpoints.close()
