@@ -239,7 +239,8 @@ def run(
                 log(f"compiled and ran the first step in {progress.seconds_in_window():.1f}s")
                 progress.start(current)
             due_eval = current % config.train.eval_every == 0 or current == total_steps
-            if progress.seconds_in_window() >= config.train.log_every_seconds or current == end or due_eval:
+            log_due = progress.seconds_in_window() >= config.train.log_every_seconds or current == end
+            if log_due or due_eval or stop.received:
                 values = {k: float(v) for k, v in jax.device_get(step_metrics).items() if k != "loss_tokens"}
                 speed, speed_text = progress.measure(current, end)
                 values.update(speed)
