@@ -29,6 +29,25 @@ def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:
     return module.get_config(*args)
 
 
+ENCODER_VARIANT = "bert"
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """Part 1's model variants by name: a decoder position scheme (rope, absolute, relative, pos,
+    uniform, none) or "bert", the bidirectional encoder trained with masked LM (rotary positions)."""
+    from lmphys.models import transformer
+
+    if variant == ENCODER_VARIANT:
+        config.model.kind = "bert"
+        config.task.objective = "mlm"
+    elif variant in transformer.POSITION_SCHEMES:
+        config.model.position = variant
+    else:
+        allowed = ", ".join(transformer.POSITION_SCHEMES + (ENCODER_VARIANT,))
+        raise ConfigError(f"config variant {variant!r} is unknown: it must be one of {allowed}")
+    return config
+
+
 def _require(ok: bool, field: str, message: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"{field} = {value!r} is invalid: {message}")

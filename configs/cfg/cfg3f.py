@@ -1,7 +1,8 @@
 """Part 1 on cfg3f at paper scale (GPT2-12-12, context 512, batch 96, 100k steps) for a GPU.
 
-    python scripts/train.py --config=configs/cfg/cfg3f.py              (rotary positions)
+    python scripts/train.py --config=configs/cfg/cfg3f.py              (rotary GPT)
     python scripts/train.py --config=configs/cfg/cfg3f.py:absolute     (or relative, pos, uniform, none)
+    python scripts/train.py --config=configs/cfg/cfg3f.py:bert         (BERT-style encoder, masked LM)
 
 The settings live in paper.py beside this file.
 """
@@ -12,6 +13,6 @@ import ml_collections
 from lmphys.config import load_config_file
 
 
-def get_config(position: str = "rope") -> ml_collections.ConfigDict:
+def get_config(variant: str = "rope") -> ml_collections.ConfigDict:
     paper = os.path.join(os.path.dirname(__file__), "paper.py")
-    return load_config_file(paper, "cfg3f", position)
+    return load_config_file(paper, "cfg3f", variant)

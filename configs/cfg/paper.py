@@ -1,7 +1,8 @@
 """Part 1 at paper scale on a GPU: GPT2-12-12 (768 wide) on a shipped grammar, context 512.
 
-    python scripts/train.py --config=configs/cfg/cfg3f.py            (rotary positions)
-    python scripts/train.py --config=configs/cfg/cfg3b.py:relative   (another position scheme)
+    python scripts/train.py --config=configs/cfg/cfg3f.py            (rotary GPT)
+    python scripts/train.py --config=configs/cfg/cfg3f.py:relative   (absolute relative pos uniform none)
+    python scripts/train.py --config=configs/cfg/cfg3f.py:bert       (BERT-style encoder, masked LM)
 
 This file is the shared base; cfg3b.py and cfg3f.py pick the grammar.
 
@@ -13,12 +14,12 @@ import os
 
 import ml_collections
 
-from lmphys.config import load_config_file
+from lmphys.config import apply_variant, load_config_file
 
 
-def get_config(grammar: str = "cfg3f", position: str = "rope") -> ml_collections.ConfigDict:
+def get_config(grammar: str = "cfg3f", variant: str = "rope") -> ml_collections.ConfigDict:
     config = load_config_file(os.path.join(os.path.dirname(__file__), "..", "default.py"))
-    config.workdir = f"runs/{grammar}_{position}_gpt2_12_12"
+    config.workdir = f"runs/{grammar}_{variant}_12x768"
     config.task.grammar = grammar
     config.task.batch_size = 96
     config.task.seq_len = 512
@@ -29,7 +30,6 @@ def get_config(grammar: str = "cfg3f", position: str = "rope") -> ml_collections
     config.model.num_heads = 12
     config.model.width = 768
     config.model.max_len = 512
-    config.model.position = position
 
     config.optim.learning_rate = 3e-4
     config.optim.warmup_steps = 0
@@ -41,4 +41,4 @@ def get_config(grammar: str = "cfg3f", position: str = "rope") -> ml_collections
     config.train.eval_every = 5_000
     config.train.checkpoint_every = 5_000
     config.train.keep_checkpoints = 3
-    return config
+    return apply_variant(config, variant)
