@@ -17,6 +17,7 @@ setup(
         "ml-collections>=1.0",
         "numpy>=1.26",
         "tensorboardX>=2.6",
+        "matplotlib>=3.7",
     ],
     extras_require={"test": ["pytest>=8"]},
 )

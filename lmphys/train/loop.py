@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from lmphys import config as config_lib
+from lmphys.errors import DataError
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg
 from lmphys.train import checkpoint, metrics, optim, step as step_lib
@@ -51,7 +52,7 @@ class RunSummary:
         return out
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
@@ -94,7 +95,7 @@ class _Progress:
         clock_start, clock_step = self._clock
         rate = (step - clock_step) / max(now - clock_start, 1e-9)
         eta = (end - step) / rate if rate > 0 else 0.0
-        return values, f"{text} ETA {_format_duration(eta)}"
+        return values, f"{text} ETA {format_duration(eta)}"
 
 
 class _StopSignal:
@@ -145,6 +146,49 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _run_keys(seed: int) -> jax.Array:
+    """Model init, data, dropout, eval batch and eval sampling keys, all from the run's seed."""
+    return jax.random.split(jax.random.key(seed), 5)
+
+
+def _fresh_run(config: ml_collections.ConfigDict):
+    """(task, model config, graphdef, optimizer, initial train state) of a validated config."""
+    task = TASK_BUILDERS[config.task.name](config.task)
+    model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
+    graphdef, params = step_lib.init_model(model_cfg, _run_keys(config.seed)[0])
+    optimizer = optim.make_optimizer(config.optim, config.train.steps)
+    return task, model_cfg, graphdef, optimizer, step_lib.init_state(params, optimizer)
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A run's latest checkpoint, ready for analysis: its config, task, model and parameters."""
+
+    config: ml_collections.ConfigDict
+    task: Any
+    graphdef: Any
+    params: Any
+    step: int
+
+
+def load_trained(workdir: str) -> TrainedRun:
+    """The config and latest parameters of the run in `workdir` (for probes and reports)."""
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise DataError(f"{workdir} holds no config.json: is it a run's workdir?")
+    with open(config_path) as handle:
+        config = ml_collections.ConfigDict(json.load(handle))
+    config_lib.validate(config)
+    task, _, graphdef, _, state = _fresh_run(config)
+    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
+    step = checkpoints.latest_step()
+    if step is None:
+        raise DataError(f"{workdir} holds no finished checkpoint yet")
+    state = checkpoints.restore(step, state)
+    checkpoints.close()
+    return TrainedRun(config, task, graphdef, state["params"], step)
+
+
 def _last_record(metrics_path: str, split: str) -> dict[str, float]:
     records = [r for r in metrics.read_metrics(os.path.dirname(metrics_path)) if r["split"] == split]
     if not records:
@@ -168,14 +212,9 @@ def run(
     os.makedirs(workdir, exist_ok=True)
     _save_config(config, workdir, log)
 
-    task = TASK_BUILDERS[config.task.name](config.task)
-    model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    keys = jax.random.split(jax.random.key(config.seed), 5)
-    model_key, data_key, dropout_key, eval_batch_key, eval_key = keys
-    graphdef, params = step_lib.init_model(model_cfg, model_key)
+    task, model_cfg, graphdef, optimizer, state = _fresh_run(config)
+    _, data_key, dropout_key, eval_batch_key, eval_key = _run_keys(config.seed)
     total_steps = config.train.steps
-    optimizer = optim.make_optimizer(config.optim, total_steps)
-    state = step_lib.init_state(params, optimizer)
 
     checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
     start = checkpoints.latest_step() or 0

@@ -1,0 +1,36 @@
+"""Summarise a sweep: `python scripts/report.py --sweep=runs/part1_small`.
+
+Prints one Markdown table (a row per trial), writes results.csv (every column), results.md and
+PNG plots (final metrics per trial, train-loss curves) into the sweep directory.
+"""
+import sys
+
+from absl import app, flags
+
+from lmphys import report
+from lmphys.errors import LmphysError
+
+_SWEEP = flags.DEFINE_string("sweep", None, "A sweep workdir (holding trials/).", required=True)
+_INCLUDE = flags.DEFINE_list(
+    "include", ["structure.summary"], "Prefixes of further result columns to show in the table."
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        rows = report.collect(_SWEEP.value)
+    except LmphysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    names = report.columns(rows, tuple(_INCLUDE.value))
+    print(report.markdown_table(rows, names))
+    written = report.write_tables(rows, _SWEEP.value, names)
+    bars = [name for name in names if name.endswith("accuracy")]
+    written += tuple(report.plot(rows, _SWEEP.value, bars))
+    print("\nwrote " + ", ".join(written))
+
+
+if __name__ == "__main__":
+    app.run(main)
