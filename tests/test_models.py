@@ -268,3 +268,29 @@ def test_from_config_reads_the_default_model_section():
     cfg = ModelConfig.from_config(model_cfg, vocab_size=7)
     assert cfg.vocab_size == 7 and cfg.position == model_cfg.position and cfg.num_layers == model_cfg.num_layers
     assert cfg.attention_impl == "auto"
+
+
+@pytest.mark.parametrize(
+    "kind,position", [("gpt", scheme) for scheme in POSITION_SCHEMES] + [("bert", "rope"), ("bert", "uniform")]
+)
+def test_attention_weights_are_distributions_and_causal(kind, position):
+    cfg = tiny(kind=kind, position=position)
+    graphdef, params = split(cfg)
+    inputs = tokens()
+    forward_with_attention = jax.jit(apply, static_argnames="return_attention")
+    logits, attention = forward_with_attention(graphdef, params, inputs, return_attention=True)
+    assert attention.shape == (cfg.num_layers, 2, cfg.num_heads, SEQ, SEQ) and attention.dtype == jnp.float32
+    np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=1e-5)
+    future = np.triu(np.ones((SEQ, SEQ), bool), k=1)
+    if kind == "gpt":
+        assert np.all(np.asarray(attention)[..., future] == 0)
+    else:
+        assert np.any(np.asarray(attention)[..., future] > 0)
+    # the weights come from the forward pass itself, which still gives the same logits
+    np.testing.assert_allclose(logits, forward(graphdef, params, inputs), rtol=1e-5, atol=1e-5)
+    if position == "uniform":
+        from lmphys.models.attention import uniform_weights
+
+        positions = jnp.arange(SEQ)
+        expected = uniform_weights(positions, positions, cfg.num_heads, cfg.causal)
+        np.testing.assert_array_equal(attention[1, 0], expected)

@@ -25,7 +25,8 @@ model and all pairs in a bidirectional (BERT) model. Schemes:
 
 The output is out_i = W_o concat_h(sum_j a_ij v_j). absolute/rope/none go through
 `jax.nn.dot_product_attention` (its `implementation` is chosen by `attention_impl`); relative,
-pos and uniform use plain XLA einsums with scores and softmax in float32.
+pos and uniform use plain XLA einsums with scores and softmax in float32. Asked for the weights
+a_ij (probing, Part 1), every scheme takes the plain XLA path and returns them as well.
 
 Every scheme also has a one-token `decode` that reads and writes a key/value cache, so the
 same parameters serve training (full sequences) and incremental generation.
@@ -183,38 +184,48 @@ class Attention(nnx.Module):
         index = jnp.broadcast_to(index_QK, per_distance.shape[:2] + index_QK.shape)
         return jnp.take_along_axis(per_distance, index, axis=-1)
 
-    def _mix(self, q, k, v, q_pos_Q: jax.Array, k_pos_K: jax.Array, full_sequence: bool) -> jax.Array:
-        """Attention output [B, Q, H, Dh] of queries at q_pos over keys/values at k_pos."""
+    def _weights(self, q, k, q_pos_Q: jax.Array, k_pos_K: jax.Array) -> jax.Array:
+        """Attention probabilities, float32, by plain XLA ops: [H, Q, K] for pos and uniform (the
+        same for every row), [B, H, Q, K] for the query/key schemes."""
         allowed_QK = allowed_pairs(q_pos_Q, k_pos_K, self.causal)
         if self.position == "uniform":
-            weights = uniform_weights(q_pos_Q, k_pos_K, self.num_heads, self.causal)
-            return jnp.einsum("hqk,bkhd->bqhd", weights.astype(self.dtype), v)
+            return uniform_weights(q_pos_Q, k_pos_K, self.num_heads, self.causal)
         if self.position == "pos":
             logits = jnp.take(jnp.take(self.position_logits[...], q_pos_Q, axis=1), k_pos_K, axis=2)
-            logits = jnp.where(allowed_QK[None], logits, -jnp.inf)
-            weights = jax.nn.softmax(logits, axis=-1)
-            return jnp.einsum("hqk,bkhd->bqhd", weights.astype(self.dtype), v)
-        if self.position != "relative" and full_sequence:
-            return jax.nn.dot_product_attention(
-                q, k, v, is_causal=self.causal, implementation=self.implementation
-            )
+            return jax.nn.softmax(jnp.where(allowed_QK[None], logits, -jnp.inf), axis=-1)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         if self.position == "relative":
             scores = scores + self._relative_scores(q, q_pos_Q, k_pos_K)
         scores = jnp.where(allowed_QK[None, None], scores / math.sqrt(self.head_dim), -jnp.inf)
-        weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return jax.nn.softmax(scores, axis=-1)
+
+    def _mix(self, q, k, v, q_pos_Q: jax.Array, k_pos_K: jax.Array, full_sequence: bool,
+             return_weights: bool = False) -> tuple[jax.Array, jax.Array | None]:
+        """(attention output [B, Q, H, Dh] of queries at q_pos over keys/values at k_pos, and the
+        probabilities [B, H, Q, K] float32 if return_weights else None). Returning weights takes the
+        plain XLA path for every scheme, so they are the ones the output was mixed with."""
+        if self.has_keys and self.position != "relative" and full_sequence and not return_weights:
+            mixed = jax.nn.dot_product_attention(q, k, v, is_causal=self.causal, implementation=self.implementation)
+            return mixed, None
+        weights = self._weights(q, k, q_pos_Q, k_pos_K)
+        batch_axis = "b" if weights.ndim == 4 else ""
+        mixed = jnp.einsum(f"{batch_axis}hqk,bkhd->bqhd", weights.astype(self.dtype), v)
+        if not return_weights:
+            return mixed, None
+        return mixed, jnp.broadcast_to(weights, (v.shape[0],) + weights.shape[-3:])
 
     def _output(self, mixed_BTHK: jax.Array) -> jax.Array:
         B, T = mixed_BTHK.shape[:2]
         return self.out(mixed_BTHK.reshape(B, T, self.width))
 
-    def __call__(self, x_BTD: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Attend over the whole sequence; returns (output [B,T,D], {'k','v'} [B,T,H,Dh])."""
+    def __call__(self, x_BTD: jax.Array, *, return_weights: bool = False):
+        """Attend over the whole sequence; returns (output [B,T,D], {'k','v'} [B,T,H,Dh]), and with
+        return_weights also the attention probabilities [B,H,T,T] float32 (plain XLA path)."""
         positions_T = jnp.arange(x_BTD.shape[1])
         q, k, v = self._project(x_BTD, positions_T)
-        out = self._output(self._mix(q, k, v, positions_T, positions_T, full_sequence=True))
-        return out, self._cache_entries(k, v)
+        mixed, weights = self._mix(q, k, v, positions_T, positions_T, full_sequence=True, return_weights=return_weights)
+        out = self._output(mixed)
+        return (out, self._cache_entries(k, v), weights) if return_weights else (out, self._cache_entries(k, v))
 
     def _cache_entries(self, k, v) -> dict[str, jax.Array]:
         return {"k": k, "v": v} if self.has_keys else {"v": v}
@@ -233,5 +244,5 @@ class Attention(nnx.Module):
             for name, new in self._cache_entries(k, v).items()
         }
         key_positions = jnp.arange(new_cache["v"].shape[1])
-        mixed = self._mix(q, new_cache.get("k"), new_cache["v"], position_1, key_positions, full_sequence=False)
+        mixed, _ = self._mix(q, new_cache.get("k"), new_cache["v"], position_1, key_positions, full_sequence=False)
         return self._output(mixed), new_cache

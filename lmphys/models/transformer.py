@@ -11,6 +11,8 @@ does not grow with depth; `scan_layers=False` runs the same stacked parameters i
 Compute happens in the config dtype, parameters are float32, logits float32. Models hold nnx.Param
 state only: `graphdef, params = nnx.split(model)` and `apply(graphdef, params, tokens)` is the
 pure function the training loop jits, vmaps and shards. Dropout is driven by an explicit key.
+`return_hidden` / `return_attention` also return every layer's residual stream and attention
+probabilities, collected by the same scan (for probes); when not asked for, nothing extra is computed.
 """
 from __future__ import annotations
 
@@ -133,13 +135,18 @@ class Block(nnx.Module):
     def _mlp(self, x: jax.Array) -> jax.Array:
         return self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x))))
 
-    def __call__(self, x_BTD: jax.Array, dropout_key: jax.Array | None = None):
-        """Returns (new residual stream, this layer's keys/values for a KV cache)."""
+    def __call__(self, x_BTD: jax.Array, dropout_key: jax.Array | None = None, *, return_attention: bool = False):
+        """Returns (new residual stream, this layer's keys/values for a KV cache, attention
+        probabilities [B,H,T,T] if return_attention else None)."""
         attention_key, mlp_key = _split_or_none(dropout_key, 2)
-        attended, kv = self.attention(self.attention_norm(x_BTD))
+        normed_BTD = self.attention_norm(x_BTD)
+        if return_attention:
+            attended, kv, weights = self.attention(normed_BTD, return_weights=True)
+        else:
+            (attended, kv), weights = self.attention(normed_BTD), None
         x_BTD = x_BTD + dropout(attended, self.dropout_rate, attention_key)
         x_BTD = x_BTD + dropout(self._mlp(x_BTD), self.dropout_rate, mlp_key)
-        return x_BTD, kv
+        return x_BTD, kv, weights
 
     def decode(self, x_B1D: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
         attended, cache = self.attention.decode(self.attention_norm(x_B1D), position, cache)
@@ -181,16 +188,25 @@ class BlockStack(nnx.Module):
             outputs.append(output)
         return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
 
-    def __call__(self, x_BTD: jax.Array, dropout_key: jax.Array | None, *, collect_hidden: bool, collect_kv: bool):
-        """Returns (output, per-layer outputs [L,B,T,D] or None, per-layer caches [L,...] or None)."""
+    def __call__(
+        self,
+        x_BTD: jax.Array,
+        dropout_key: jax.Array | None,
+        *,
+        collect_hidden: bool,
+        collect_kv: bool,
+        collect_attention: bool = False,
+    ):
+        """Returns (output, per-layer outputs [L,B,T,D] or None, per-layer caches [L,...] or None,
+        per-layer attention probabilities [L,B,H,T,T] or None)."""
         layer_keys = None if dropout_key is None else jax.random.split(dropout_key, self.num_layers)
 
         def run_block(block: Block, x, key):
-            x, kv = block(x, key)
-            return x, (x if collect_hidden else None, kv if collect_kv else None)
+            x, kv, weights = block(x, key, return_attention=collect_attention)
+            return x, (x if collect_hidden else None, kv if collect_kv else None, weights)
 
-        x_BTD, (hidden, kv) = self._over_layers(run_block, x_BTD, layer_keys)
-        return x_BTD, hidden, kv
+        x_BTD, (hidden, kv, attention) = self._over_layers(run_block, x_BTD, layer_keys)
+        return x_BTD, hidden, kv, attention
 
     def decode(self, x_B1D: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
         """One token through every layer; cache leaves are [L, B, S, H, Dh]."""
@@ -237,21 +253,43 @@ class _Transformer(nnx.Module):
         embedding_VD = self.token_embed.embedding[...].astype(self.dtype)
         return jnp.einsum("btd,vd->btv", x_BTD, embedding_VD, preferred_element_type=jnp.float32)
 
-    def _run(self, tokens_BT: jax.Array, dropout_key: jax.Array | None, *, collect_hidden: bool, collect_kv: bool):
+    def _run(
+        self,
+        tokens_BT: jax.Array,
+        dropout_key: jax.Array | None,
+        *,
+        collect_hidden: bool,
+        collect_kv: bool,
+        collect_attention: bool = False,
+    ):
         self._check_length(tokens_BT.shape[1])
         embed_key, stack_key = _split_or_none(dropout_key, 2)
         x_BTD = dropout(self._embed(tokens_BT, jnp.arange(tokens_BT.shape[1])), self.cfg.dropout, embed_key)
-        out_BTD, hidden_LBTD, kv = self.stack(x_BTD, stack_key, collect_hidden=collect_hidden, collect_kv=collect_kv)
+        out_BTD, hidden_LBTD, kv, attention_LBHTT = self.stack(
+            x_BTD, stack_key, collect_hidden=collect_hidden, collect_kv=collect_kv, collect_attention=collect_attention
+        )
         if collect_hidden:
             hidden_LBTD = jnp.concatenate([x_BTD[None], hidden_LBTD], axis=0)
-        return out_BTD, hidden_LBTD, kv
+        return out_BTD, hidden_LBTD, kv, attention_LBHTT
 
-    def __call__(self, tokens_BT: jax.Array, *, dropout_key: jax.Array | None = None, return_hidden: bool = False):
-        """Logits [B, T, V] float32; with return_hidden also hidden states [L+1, B, T, D]
-        (the embedding output, then the output of each block, before the final norm)."""
-        out_BTD, hidden_LBTD, _ = self._run(tokens_BT, dropout_key, collect_hidden=return_hidden, collect_kv=False)
+    def __call__(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        dropout_key: jax.Array | None = None,
+        return_hidden: bool = False,
+        return_attention: bool = False,
+    ):
+        """Logits [B, T, V] float32; with return_hidden also hidden states [L+1, B, T, D] (the
+        embedding output, then the output of each block, before the final norm); with
+        return_attention also each layer's attention probabilities [L, B, H, T, T] float32 (query
+        axis before key axis, computed by plain XLA ops). Extras follow the logits in that order."""
+        out_BTD, hidden_LBTD, _, attention_LBHTT = self._run(
+            tokens_BT, dropout_key, collect_hidden=return_hidden, collect_kv=False, collect_attention=return_attention
+        )
         logits_BTV = self.head(self.final_norm(out_BTD))
-        return (logits_BTV, hidden_LBTD) if return_hidden else logits_BTV
+        extras = (hidden_LBTD,) * return_hidden + (attention_LBHTT,) * return_attention
+        return (logits_BTV,) + extras if extras else logits_BTV
 
 
 class GPT(_Transformer):
@@ -274,7 +312,7 @@ class GPT(_Transformer):
     def prefill(self, tokens_BT: jax.Array) -> dict[str, jax.Array]:
         """The KV cache of a full pass over tokens: {'k','v'} [L, B, T, H, Dh] ('v' only for
         pos/uniform). Entry t depends on tokens <= t only."""
-        _, _, cache = self._run(tokens_BT, None, collect_hidden=False, collect_kv=True)
+        _, _, cache, _ = self._run(tokens_BT, None, collect_hidden=False, collect_kv=True)
         return cache
 
     def decode_step(self, tokens_B: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
@@ -327,9 +365,12 @@ def apply(
     *,
     dropout_key: jax.Array | None = None,
     return_hidden: bool = False,
+    return_attention: bool = False,
 ):
-    """Pure forward pass of a split model: logits [B,T,V] (and hidden [L+1,B,T,D])."""
-    return nnx.merge(graphdef, params)(tokens_BT, dropout_key=dropout_key, return_hidden=return_hidden)
+    """Pure forward pass of a split model: logits [B,T,V] (then hidden [L+1,B,T,D] if return_hidden,
+    then attention probabilities [L,B,H,T,T] if return_attention)."""
+    model = nnx.merge(graphdef, params)
+    return model(tokens_BT, dropout_key=dropout_key, return_hidden=return_hidden, return_attention=return_attention)
 
 
 def num_params(params: Any) -> int:
