@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.task.eval_samples = 256  # generations from BOS (and completions) per evaluation
     config.task.eval_prefix_len = 8  # "cut" prefix length for the completion accuracy (50 in Part 1)
     config.task.temperature = 1.0
+    config.task.eval_kl_strings = 64  # held-out documents for the KL to the true next-token law
+    config.task.corrupt_fraction = 0.0  # share of training strings perturbed (robustness; ~0.1 in Part 1)
+    config.task.corrupt_rate = 0.1  # per-token replacement rate of perturbed strings and corrupted prefixes
 
     config.model = ml_collections.ConfigDict()
     config.model.kind = "gpt"  # gpt (causal, LM head) or bert (bidirectional, MLM head)

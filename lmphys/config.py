@@ -95,6 +95,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive(config, field)
     _positive(config, "task.eval_prefix_len", allow_zero=True)
     _positive(config, "task.temperature", allow_zero=True)
+    _positive(config, "task.eval_kl_strings")
+    _fraction(config, "task.corrupt_fraction", low_open=False, high_open=False)
+    _fraction(config, "task.corrupt_rate", low_open=False, high_open=False)
 
     _one_of(config, "model.kind", transformer.MODEL_KINDS)
     expected = OBJECTIVES[config.model.kind]

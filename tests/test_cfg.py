@@ -9,7 +9,8 @@ import pytest
 
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError, DataError
-from lmphys.tasks import cfg, cfg_parse
+from lmphys.tasks import cfg, cfg_measure, cfg_parse
+from lmphys.tasks.base import ModelFns
 from tests.conftest import REPO
 
 PAPER = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k")
@@ -252,13 +253,29 @@ def test_evaluate_with_a_perfect_and_a_broken_model():
             prompts[i, n + 2:] = 3  # garbage after EOS is ignored
         return jnp.asarray(prompts)
 
-    metrics = task.evaluate(perfect, jax.random.key(0))
+    def true_log_probs(rows):
+        """The grammar's own next-token law at every position of BOS + string + EOS rows."""
+        rows = np.asarray(rows)
+        strings, lengths, _ = cfg.strings_until_eos(rows, np.ones(len(rows), np.int32), task.eos_id)
+        law = cfg_measure.next_token_distributions(g, strings, lengths)
+        out = np.full(rows.shape + (task.vocab_size,), 1.0 / task.vocab_size)
+        out[:, : law.shape[1]] = np.where(law.sum(-1, keepdims=True) > 0, law, out[:, : law.shape[1]])
+        return jnp.asarray(np.log(np.maximum(out, 1e-300)))
+
+    metrics = task.evaluate(ModelFns(perfect, true_log_probs), jax.random.key(0))
     assert metrics["gen_accuracy"] == 1.0 and metrics["cut_accuracy"] == 1.0
+    assert metrics["corrupted_cut_accuracy"] == 1.0  # it continued as if the prefix were clean
+    assert metrics["kl"] < 1e-6  # float32 log-probs: exact up to rounding
     assert g.min_len <= metrics["gen_mean_len"] <= g.max_len
+    assert 0 < metrics["gen_distinct_fraction"] <= 1 and metrics["gen_entropy_bits"] > 0
 
     def no_eos(prompts, starts, key):
         return jnp.where(jnp.arange(prompts.shape[1])[None] >= starts[:, None], 1, prompts)
 
-    metrics = task.evaluate(no_eos, jax.random.key(0))
+    def uniform_log_probs(rows):
+        return jnp.full(rows.shape + (task.vocab_size,), -np.log(task.vocab_size))
+
+    metrics = task.evaluate(ModelFns(no_eos, uniform_log_probs), jax.random.key(0))
     assert metrics["gen_accuracy"] == 0.0 and metrics["cut_accuracy"] == 0.0
-    assert cfg.CFGTask(g, objective="mlm", seq_len=32).evaluate(no_eos, jax.random.key(0)) == {}
+    assert metrics["corrupted_cut_accuracy"] == 0.0 and metrics["kl"] > 0.1
+    assert cfg.CFGTask(g, objective="mlm", seq_len=32).evaluate(ModelFns(None, None), jax.random.key(0)) == {}

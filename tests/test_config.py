@@ -5,16 +5,35 @@ import sys
 
 import pytest
 
+from lmphys import sweep
 from lmphys.config import load_config_file, validate
 from lmphys.errors import ConfigError
 from tests.conftest import REPO
 
 
-def test_every_shipped_config_is_valid():
+def test_every_shipped_config_and_sweep_trial_is_valid():
+    checked = 0
     for root, _, files in os.walk(os.path.join(REPO, "configs")):
         for name in files:
-            if name.endswith(".py"):
-                validate(load_config_file(os.path.join(root, name)))
+            if not name.endswith(".py"):
+                continue
+            config = load_config_file(os.path.join(root, name))
+            if "grid" in config:  # a sweep: every trial it expands to must be a valid run
+                for trial in sweep.expand(config.grid):
+                    validate(trial.config(config.base, config.workdir))
+                    checked += 1
+            else:
+                validate(config)
+                checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("variant", ["rope", "absolute", "relative", "pos", "uniform", "none", "bert"])
+def test_every_part1_variant_is_valid_at_both_scales(variant):
+    for name in ("small.py", "cfg3f.py", "cfg3b.py"):
+        validate(load_config_file(os.path.join(REPO, "configs", "cfg", name), variant))
+    with pytest.raises(ConfigError, match="absolute, rope, .*bert"):
+        load_config_file(os.path.join(REPO, "configs", "cfg", "small.py"), "sinusoidal")
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,19 @@ class Batch(NamedTuple):
 # sample_fn(prompts_BT, prompt_lengths_B, key) -> tokens_BT: the model's continuation of each
 # prompt, written in place after its first prompt_lengths[b] tokens (the prompt is kept).
 SampleFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+# log_probs_fn(tokens_BT) -> float32 [B, T, V]: log-softmax of the model's logits at each position.
+LogProbsFn = Callable[[jax.Array], jax.Array]
+
+
+class ModelFns(NamedTuple):
+    """How a task's evaluation reaches the model being trained, without knowing its code.
+
+    `sample` is None for encoders, which do not generate; `log_probs` of a decoder at position t
+    is the distribution of token t + 1.
+    """
+
+    sample: SampleFn | None
+    log_probs: LogProbsFn
 
 
 class Task(Protocol):
@@ -36,8 +49,8 @@ class Task(Protocol):
     def batch(self, key: jax.Array) -> Batch:
         """A training batch; pure and jittable so it can run on device inside the train step."""
 
-    def evaluate(self, sample_fn: SampleFn, key: jax.Array) -> dict[str, float]:
-        """Task metrics (e.g. generation accuracy) for a model given through `sample_fn`."""
+    def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
+        """Task metrics (e.g. generation accuracy) of the model reached through `model`."""
 
 
 def causal_lm_batch(sequences_BT1: jax.Array) -> Batch:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lmphys.errors import ConfigError, DataError
-from lmphys.tasks.base import Batch, SampleFn, causal_lm_batch, masked_lm_batch
+from lmphys.tasks.base import Batch, ModelFns, causal_lm_batch, masked_lm_batch
 from lmphys.tasks.cfg_grammar import (
     SHIPPED,
     Grammar,
@@ -28,13 +28,14 @@ from lmphys.tasks.cfg_grammar import (
     random_grammar,
     save_grammar,
 )
+from lmphys.tasks import cfg_measure, cfg_robust
 from lmphys.tasks.cfg_parse import accepts, accepts_padded
-from lmphys.tasks.cfg_sample import sample
+from lmphys.tasks.cfg_sample import sample, sample_with_labels
 
 __all__ = [
     "SHIPPED", "Grammar", "load_grammar", "save_grammar", "random_grammar", "grammar_from_json",
-    "grammar_to_json", "sample", "accepts", "accepts_padded", "CFGTask", "task_from_config",
-    "strings_until_eos",
+    "grammar_to_json", "sample", "sample_with_labels", "accepts", "accepts_padded", "CFGTask",
+    "task_from_config", "strings_until_eos",
 ]
 
 OBJECTIVES = ("lm", "mlm")
@@ -67,6 +68,8 @@ class CFGTask:
     (length <= seq_len - 2) are used: each batch draws `mlm_draws` strings and keeps the first
     batch_size that fit; in the (rare) case that fewer fit, fitting ones are reused, never truncated.
     The constructor raises ConfigError when under half of the strings fit.
+    corrupt_fraction (Part 1 robustness): that share of each batch's training strings is perturbed,
+    each token replaced with probability corrupt_rate by another terminal (cfg_robust.corrupt_some).
     `temperature` is stored for the loop's sampler; the task itself does not use it.
     """
 
@@ -80,6 +83,9 @@ class CFGTask:
         eval_prefix_len: int = 50,
         temperature: float = 1.0,
         mask_rate: float = 0.15,
+        corrupt_fraction: float = 0.0,
+        corrupt_rate: float = 0.1,
+        eval_kl_strings: int = 64,
     ):
         if objective not in OBJECTIVES:
             raise ConfigError(f"task.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}.")
@@ -93,6 +99,7 @@ class CFGTask:
         self.batch_size, self.seq_len, self.objective = batch_size, seq_len, objective
         self.eval_samples, self.eval_prefix_len, self.temperature = eval_samples, eval_prefix_len, temperature
         self.mask_rate = mask_rate
+        self.corrupt_fraction, self.corrupt_rate, self.eval_kl_strings = corrupt_fraction, corrupt_rate, eval_kl_strings
         self.vocab_size, self.bos_id, self.eos_id = grammar.vocab_size, grammar.bos_id, grammar.eos_id
         self.pad_id, self.mask_id = 0, grammar.mask_id
         stream = batch_size * (seq_len + 1)
@@ -107,6 +114,7 @@ class CFGTask:
                     f"in one row; use at least {int(np.quantile(np.asarray(lengths), 0.99)) + 2}.")
             self.mlm_draws = int(math.ceil(batch_size / fit * 2)) + 8
         self._held_out = None
+        self._grammar_diversity = None
 
     def batch(self, key: jax.Array) -> Batch:
         """A training batch; pure and jittable (all shapes static)."""
@@ -118,7 +126,12 @@ class CFGTask:
                                rate=self.mask_rate, maskable_BT=rows != self.pad_id)
 
     def _packed_stream(self, key: jax.Array) -> jax.Array:
-        strings, lengths = sample(self.grammar, key, self.lm_draws)
+        sample_key, corrupt_key = jax.random.split(key)
+        strings, lengths = sample(self.grammar, sample_key, self.lm_draws)
+        if self.corrupt_fraction > 0:
+            strings, _, _ = cfg_robust.corrupt_some(
+                self.grammar, corrupt_key, strings, lengths, self.corrupt_fraction, self.corrupt_rate
+            )
         doc_ends = jnp.cumsum(lengths + 2)
         position = jnp.arange(self.batch_size * (self.seq_len + 1))
         doc = jnp.searchsorted(doc_ends, position, side="right")
@@ -148,35 +161,91 @@ class CFGTask:
             self._held_out = (strings[keep], lengths[keep])
         return self._held_out
 
-    def evaluate(self, sample_fn: SampleFn, key: jax.Array) -> dict[str, float]:
-        """lm: gen_accuracy, gen_mean_len (from a bare BOS) and cut_accuracy (completing BOS + the first
-        eval_prefix_len tokens of held-out strings); a row with no EOS is a failure, and counts
-        seq_len - 1 tokens in gen_mean_len. cut_samples says how many held-out strings fit (those with
-        eval_prefix_len < length <= seq_len - 2 among 4 * eval_samples draws; no cut_accuracy if none).
-        mlm: {} (sample_fn generates; masked-token accuracy is the loop's eval loss)."""
+    def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
+        """Part 1's metrics of a decoder (objective "lm"); an encoder gets {} (it does not generate;
+        its masked-token accuracy is the loop's eval metric).
+
+        gen_accuracy: share of eval_samples generations from a bare BOS whose text up to the first
+          EOS the parser accepts (no EOS: failure); gen_mean_len (a row without EOS counts
+          seq_len - 1 tokens); gen_distinct_fraction and gen_entropy_bits (diversity of the
+          generations that ended, entropy estimated from the model's own log-probs) beside
+          grammar_distinct_fraction and grammar_entropy_bits, the same for the grammar's samples.
+        cut_accuracy: completions of held-out strings given BOS + their first eval_prefix_len tokens,
+          judged on the whole string; cut_samples: how many held-out strings fit (prefix_len <
+          length <= seq_len - 2 among 4 * eval_samples draws).
+        corrupted_cut_accuracy (corrupt_rate > 0): the same prefixes with each token replaced with
+          probability corrupt_rate; a completion counts if the whole string is within as many edits
+          of the language as were injected (the model continued as if the errors were not there).
+        kl: mean KL(grammar || model) of the next-token distribution over every position of
+          eval_kl_strings held-out documents, in nats (cfg_measure.kl_to_grammar).
+        """
         if self.objective != "lm":
             return {}
-        gen_key, cut_key = jax.random.split(key)
+        gen_key, cut_key, corrupted_key = jax.random.split(key, 3)
+        metrics = self._generation_metrics(model, gen_key)
+        held, held_lengths = self.held_out()
+        metrics["cut_samples"] = float(len(held_lengths))
+        if not len(held_lengths):
+            return metrics
+        prefix = self.eval_prefix_len
+        prefix_lengths = np.full(len(held_lengths), prefix, np.int32)
+        completed = self._complete(model, held[:, :prefix], cut_key)
+        strings, lengths, has_eos = strings_until_eos(completed, prefix_lengths + 1, self.eos_id)
+        metrics["cut_accuracy"] = float((np.asarray(accepts(self.grammar, strings, lengths)) & has_eos).mean())
+        if self.corrupt_rate > 0:
+            corrupted, changes = cfg_robust.corrupt(
+                self.grammar, jax.random.key(_EVAL_KEY_SEED - 1), held[:, :prefix], prefix_lengths, self.corrupt_rate
+            )
+            corrupted = np.asarray(corrupted)
+            completed = self._complete(model, corrupted, corrupted_key)
+            ok = cfg_robust.corrupted_completion_ok(
+                self.grammar, corrupted, prefix_lengths, np.asarray(changes), completed[:, prefix + 1:]
+            )
+            metrics["corrupted_cut_accuracy"] = float(ok.mean())
+        rows, lengths = self._documents(held[: self.eval_kl_strings], held_lengths[: self.eval_kl_strings])
+        kl = cfg_measure.kl_to_grammar(self.grammar, rows, lengths, np.asarray(model.log_probs(jnp.asarray(rows))))
+        metrics["kl"] = kl["kl"]
+        return metrics
+
+    def _generation_metrics(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
         prompts = np.zeros((self.eval_samples, self.seq_len), np.int32)
         prompts[:, 0] = self.bos_id
         starts = np.ones(self.eval_samples, np.int32)
-        generated = np.asarray(sample_fn(jnp.asarray(prompts), jnp.asarray(starts), gen_key))
+        generated = np.asarray(model.sample(jnp.asarray(prompts), jnp.asarray(starts), key))
         strings, lengths, has_eos = strings_until_eos(generated, starts, self.eos_id)
         gen_ok = np.asarray(accepts(self.grammar, strings, lengths)) & has_eos
         metrics = {"gen_accuracy": float(gen_ok.mean()), "gen_mean_len": float(lengths.mean())}
-        held, held_lengths = self.held_out()
-        if len(held_lengths):
-            prefix = self.eval_prefix_len
-            prompts = np.zeros((len(held_lengths), self.seq_len), np.int32)
-            prompts[:, 0] = self.bos_id
-            prompts[:, 1:prefix + 1] = held[:, :prefix]
-            starts = np.full(len(held_lengths), prefix + 1, np.int32)
-            completed = np.asarray(sample_fn(jnp.asarray(prompts), jnp.asarray(starts), cut_key))
-            strings, lengths, has_eos = strings_until_eos(completed, starts, self.eos_id)
-            cut_ok = np.asarray(accepts(self.grammar, strings, lengths)) & has_eos
-            metrics["cut_accuracy"] = float(cut_ok.mean())
-        metrics["cut_samples"] = float(len(held_lengths))
+        if has_eos.any():
+            log_probs = np.asarray(model.log_probs(jnp.asarray(generated)))[has_eos]
+            own = cfg_measure.document_log_probs(generated[has_eos], lengths[has_eos], log_probs)
+            produced = cfg_measure.diversity(self.grammar, strings[has_eos], lengths[has_eos], own)
+            metrics["gen_distinct_fraction"] = produced["distinct_fraction"]
+            metrics["gen_entropy_bits"] = produced["entropy_bits"]
+        if self._grammar_diversity is None:
+            held, held_lengths = self.held_out()
+            self._grammar_diversity = cfg_measure.diversity(self.grammar, held, held_lengths) if len(held) else {}
+        for name in ("distinct_fraction", "entropy_bits"):
+            if name in self._grammar_diversity:
+                metrics[f"grammar_{name}"] = self._grammar_diversity[name]
         return metrics
+
+    def _complete(self, model: ModelFns, prefixes: np.ndarray, key: jax.Array) -> np.ndarray:
+        """The model's rows for prompts BOS + each prefix (all prefixes have the same length)."""
+        count, prefix = prefixes.shape
+        prompts = np.zeros((count, self.seq_len), np.int32)
+        prompts[:, 0] = self.bos_id
+        prompts[:, 1:prefix + 1] = prefixes
+        starts = np.full(count, prefix + 1, np.int32)
+        return np.asarray(model.sample(jnp.asarray(prompts), jnp.asarray(starts), key))
+
+    def _documents(self, strings: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows BOS + string + EOS, 0-padded to seq_len (every string fits: length <= seq_len - 2)."""
+        rows = np.zeros((len(lengths), self.seq_len), np.int32)
+        rows[:, 0] = self.bos_id
+        for row, string, length in zip(rows, strings, lengths):
+            row[1:length + 1] = string[:length]
+            row[length + 1] = self.eos_id
+        return rows, lengths
 
 
 def task_from_config(task_config: Any) -> CFGTask:
@@ -193,4 +262,7 @@ def task_from_config(task_config: Any) -> CFGTask:
         eval_samples=task_config.eval_samples,
         eval_prefix_len=task_config.eval_prefix_len,
         temperature=task_config.temperature,
+        corrupt_fraction=task_config.corrupt_fraction,
+        corrupt_rate=task_config.corrupt_rate,
+        eval_kl_strings=task_config.eval_kl_strings,
     )

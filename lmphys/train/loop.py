@@ -23,6 +23,7 @@ from lmphys import config as config_lib
 from lmphys.errors import DataError
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg
+from lmphys.tasks.base import ModelFns
 from lmphys.train import checkpoint, metrics, optim, step as step_lib
 
 TASK_BUILDERS = {"cfg": cfg.task_from_config}
@@ -146,6 +147,28 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def make_model_fns(graphdef, config: ml_collections.ConfigDict, task) -> Callable[[Any], ModelFns]:
+    """params -> the task's view of the model: jitted sampling (decoders only) and log-probs."""
+    log_probs = jax.jit(lambda params, tokens: jax.nn.log_softmax(transformer.apply(graphdef, params, tokens)))
+    generate = None
+    if config.model.kind == "gpt":
+        generate = jax.jit(
+            functools.partial(
+                decode.generate,
+                graphdef,
+                temperature=config.task.temperature,
+                greedy=config.task.temperature == 0,
+                eos_id=task.eos_id,
+            )
+        )
+
+    def bind(params) -> ModelFns:
+        sample = None if generate is None else functools.partial(generate, params)
+        return ModelFns(sample=sample, log_probs=functools.partial(log_probs, params))
+
+    return bind
+
+
 def _run_keys(seed: int) -> jax.Array:
     """Model init, data, dropout, eval batch and eval sampling keys, all from the run's seed."""
     return jax.random.split(jax.random.key(seed), 5)
@@ -240,26 +263,13 @@ def run(
     )
     eval_batch = jax.jit(task.batch)(eval_batch_key)  # one fixed held-out batch for eval loss
     eval_step = jax.jit(functools.partial(step_lib.eval_step, graphdef))
-    generate = None
-    if config.model.kind == "gpt":
-        generate = jax.jit(
-            functools.partial(
-                decode.generate,
-                graphdef,
-                temperature=config.task.temperature,
-                greedy=config.task.temperature == 0,
-                eos_id=task.eos_id,
-            )
-        )
+    model_fns = make_model_fns(graphdef, config, task)
 
     def evaluate(at_step: int) -> dict[str, float]:
         started = time.perf_counter()
         values = {k: float(v) for k, v in jax.device_get(eval_step(state["params"], eval_batch)).items()}
         del values["loss_tokens"]
-        sample_fn = None
-        if generate is not None:
-            sample_fn = functools.partial(generate, state["params"])
-        values.update(task.evaluate(sample_fn, jax.random.fold_in(eval_key, at_step)))
+        values.update(task.evaluate(model_fns(state["params"]), jax.random.fold_in(eval_key, at_step)))
         writer.write(at_step, "eval", values)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
         log(f"eval @ step {at_step}: {shown} ({time.perf_counter() - started:.1f}s)")

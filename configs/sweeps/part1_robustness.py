@@ -1,0 +1,26 @@
+"""Part 1's robustness finding: a model trained on clean strings only breaks on corrupted prefixes,
+one trained with a share of perturbed strings completes them correctly.
+
+    python scripts/sweep.py --config=configs/sweeps/part1_robustness.py         (cfg_small, CPU)
+    python scripts/report.py --sweep=runs/part1_robustness_small
+    python scripts/sweep.py --config=configs/sweeps/part1_robustness.py:cfg3f   (paper scale, GPU)
+
+Trials: task.corrupt_fraction 0 (clean) and 0.1 (a tenth of the training strings perturbed, each of
+their tokens replaced with probability task.corrupt_rate). Both are evaluated on held-out prefixes
+corrupted the same way (eval.corrupted_cut_accuracy) and on clean ones (eval.cut_accuracy).
+"""
+import os
+
+import ml_collections
+
+from lmphys.config import load_config_file
+
+
+def get_config(base: str = "small") -> ml_collections.ConfigDict:
+    here = os.path.dirname(__file__)
+    sweep = ml_collections.ConfigDict()
+    sweep.workdir = f"runs/part1_robustness_{base}"
+    sweep.base = load_config_file(os.path.join(here, "..", "cfg", f"{base}.py"))
+    sweep.grid = ml_collections.ConfigDict({"task": {"corrupt_fraction": [0.0, 0.1]}})
+    sweep.analyses = ()
+    return sweep
