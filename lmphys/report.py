@@ -81,8 +81,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# Prefixes dropped from Markdown headers (the CSV keeps full names).
+_HEADER_PREFIXES = ("eval.", "structure.summary.")
+
+
+def _header(name: str) -> str:
+    for prefix in _HEADER_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
 def markdown_table(rows: list[dict[str, Any]], names: list[str]) -> str:
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines = ["| " + " | ".join(_header(name) for name in names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_cell(row.get(name)) for name in names) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -101,8 +112,26 @@ def write_tables(rows: list[dict[str, Any]], sweep_dir: str, names: list[str]) -
     return csv_path, md_path
 
 
-def plot(rows: list[dict[str, Any]], sweep_dir: str, bar_columns: list[str]) -> list[str]:
-    """PNG files: one bar group per trial for each of `bar_columns`, and the train-loss curves."""
+def _bars(rows: list[dict[str, Any]], names: list[str], title: str, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(max(7, 0.35 * len(rows) * len(names) + 3), 4))
+    width = 0.8 / len(names)
+    for offset, name in enumerate(names):
+        values = [row.get(name, float("nan")) for row in rows]
+        axis.bar([i + offset * width for i in range(len(rows))], values, width, label=_header(name))
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], [row["trial"] for row in rows], rotation=20)
+    axis.set_ylim(0, 1.05)
+    axis.set_title(title)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot(rows: list[dict[str, Any]], sweep_dir: str, bar_groups: dict[str, list[str]]) -> list[str]:
+    """PNG files: for each {name: columns} of `bar_groups`, <name>.png with one bar group per
+    finished trial; and loss_curves.png with every trial's train loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,20 +139,10 @@ def plot(rows: list[dict[str, Any]], sweep_dir: str, bar_columns: list[str]) -> 
 
     done = [row for row in rows if row["status"] == "done"]
     paths = []
-    if done and bar_columns:
-        figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(done) * len(bar_columns) / 2), 4))
-        width = 0.8 / len(bar_columns)
-        for offset, name in enumerate(bar_columns):
-            values = [row.get(name, float("nan")) for row in done]
-            axis.bar([i + offset * width for i in range(len(done))], values, width, label=name)
-        axis.set_xticks([i + 0.4 - width / 2 for i in range(len(done))], [row["trial"] for row in done], rotation=20)
-        axis.set_ylim(0, 1.05)
-        axis.legend(fontsize=7)
-        axis.set_title(os.path.basename(os.path.normpath(sweep_dir)))
-        figure.tight_layout()
-        paths.append(os.path.join(sweep_dir, "metrics.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+    for name, group in bar_groups.items():
+        if done and group:
+            paths.append(os.path.join(sweep_dir, f"{name}.png"))
+            _bars(done, group, f"{os.path.basename(os.path.normpath(sweep_dir))}: {name}", paths[-1])
 
     figure, axis = plt.subplots(figsize=(7, 4))
     for row in rows:

@@ -1,7 +1,9 @@
 """Summarise a sweep: `python scripts/report.py --sweep=runs/part1_small`.
 
 Prints one Markdown table (a row per trial), writes results.csv (every column), results.md and
-PNG plots (final metrics per trial, train-loss curves) into the sweep directory.
+PNG plots into the sweep directory: accuracy.png (final accuracies per trial), probes.png (structure
+probe accuracies, trained and random init, when the trials ran the structure analysis) and
+loss_curves.png.
 """
 import sys
 
@@ -27,8 +29,12 @@ def main(argv):
     names = report.columns(rows, tuple(_INCLUDE.value))
     print(report.markdown_table(rows, names))
     written = report.write_tables(rows, _SWEEP.value, names)
-    bars = [name for name in names if name.endswith("accuracy")]
-    written += tuple(report.plot(rows, _SWEEP.value, bars))
+    every = sorted({name for row in rows for name in row})
+    groups = {
+        "accuracy": [name for name in names if name.endswith("accuracy")],
+        "probes": [name for name in every if name.startswith("structure.summary.nt_")],
+    }
+    written += tuple(report.plot(rows, _SWEEP.value, groups))
     print("\nwrote " + ", ".join(written))
 
 

@@ -55,7 +55,7 @@ def test_a_failing_trial_is_recorded_and_the_rest_finish_then_restart_skips_them
     assert 0.0 <= rows[0]["eval.gen_accuracy"] <= 1.0 and rows[0]["model.num_heads"] == 2
     names = report.columns(rows)
     table = report.markdown_table(rows, names)
-    assert table.count("\n") == 3 and "eval.gen_accuracy" in names
+    assert table.count("\n") == 3 and "eval.gen_accuracy" in names and "| gen_accuracy |" in table
     written = report.write_tables(rows, str(tmp_path / "sweep"), names)
-    written += tuple(report.plot(rows, str(tmp_path / "sweep"), ["eval.gen_accuracy"]))
+    written += tuple(report.plot(rows, str(tmp_path / "sweep"), {"accuracy": ["eval.gen_accuracy"]}))
     assert all(os.path.getsize(path) > 0 for path in written)

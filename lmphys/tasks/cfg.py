@@ -126,11 +126,10 @@ class CFGTask:
                                rate=self.mask_rate, maskable_BT=rows != self.pad_id)
 
     def _packed_stream(self, key: jax.Array) -> jax.Array:
-        sample_key, corrupt_key = jax.random.split(key)
-        strings, lengths = sample(self.grammar, sample_key, self.lm_draws)
-        if self.corrupt_fraction > 0:
+        strings, lengths = sample(self.grammar, key, self.lm_draws)
+        if self.corrupt_fraction > 0:  # its own key: clean runs see the same strings either way
             strings, _, _ = cfg_robust.corrupt_some(
-                self.grammar, corrupt_key, strings, lengths, self.corrupt_fraction, self.corrupt_rate
+                self.grammar, jax.random.fold_in(key, 1), strings, lengths, self.corrupt_fraction, self.corrupt_rate
             )
         doc_ends = jnp.cumsum(lengths + 2)
         position = jnp.arange(self.batch_size * (self.seq_len + 1))
