@@ -6,12 +6,11 @@ boundary to the previous one. Prints one table and writes <workdir>/structure.js
 """
 import json
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from lmphys import cfg_structure
-from lmphys.errors import LmphysError
+from lmphys import cli
 from lmphys.train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's workdir.", required=True)
@@ -21,14 +20,10 @@ _STRINGS = flags.DEFINE_integer("num_strings", 256, "Held-out strings to probe o
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    try:
+    cli.quiet_library_logs()
+    with cli.user_errors():
         run = loop.load_trained(_WORKDIR.value)
         result = cfg_structure.analyze_run(run.config, run.params, num_strings=_STRINGS.value)
-    except LmphysError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"{_WORKDIR.value} at step {run.step}:\n")
     print("| measure | trained | random init |\n|---|---|---|")
     summary = result["summary"]

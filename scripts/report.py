@@ -5,12 +5,11 @@ PNG plots into the sweep directory: accuracy.png (final accuracies per trial), p
 probe accuracies, trained and random init, when the trials ran the structure analysis) and
 loss_curves.png.
 """
-import sys
 
 from absl import app, flags
 
 from lmphys import report
-from lmphys.errors import LmphysError
+from lmphys import cli
 
 _SWEEP = flags.DEFINE_string("sweep", None, "A sweep workdir (holding trials/).", required=True)
 _INCLUDE = flags.DEFINE_list(
@@ -21,11 +20,8 @@ _INCLUDE = flags.DEFINE_list(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
+    with cli.user_errors():
         rows = report.collect(_SWEEP.value)
-    except LmphysError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     names = report.columns(rows, tuple(_INCLUDE.value))
     print(report.markdown_table(rows, names))
     written = report.write_tables(rows, _SWEEP.value, names)

@@ -5,11 +5,11 @@ command skips finished trials and resumes an interrupted one. Then: scripts/repo
 """
 import sys
 
-from absl import app, flags, logging
+from absl import app
 from ml_collections import config_flags
 
 from lmphys import sweep
-from lmphys.errors import LmphysError
+from lmphys import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=False)
 
@@ -19,13 +19,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _CONFIG.value is None:
         raise app.UsageError("--config=configs/sweeps/<name>.py is required")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    try:
+    cli.quiet_library_logs()
+    with cli.user_errors():
         status = sweep.run_sweep(_CONFIG.value)
-    except LmphysError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     sys.exit(0 if all(value == "done" for value in status.values()) else 1)
 
 

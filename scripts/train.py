@@ -4,12 +4,11 @@ With no flags it runs the built-in default (configs/default.py): a small rotary 
 layered grammar cfg_small, a few minutes on CPU. Rerunning the same command resumes the run.
 """
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app
 from ml_collections import config_flags
 
-from lmphys.errors import LmphysError
+from lmphys import cli
 from lmphys.train import loop
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "default.py")
@@ -19,13 +18,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", os.path.normpath(_DEFAULT_CO
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep progress readable
-    try:
+    cli.quiet_library_logs()
+    with cli.user_errors():
         summary = loop.run(_CONFIG.value)
-    except LmphysError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     for line in summary.lines():
         print(line)
 

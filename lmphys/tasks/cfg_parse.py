@@ -70,7 +70,6 @@ def _compose(first: jax.Array, first_lo: int, rest: jax.Array, rest_lo: int) -> 
     """(A o R) over matching rows: [M, Wa, B, N] and [M, Wr, B, N] -> [M, Wa + Wr - 1, B, N]
     with band starting at first_lo + rest_lo."""
     num_a, num_r = first.shape[1], rest.shape[1]
-    num_words = rest.shape[-1]
     out = jnp.zeros((first.shape[0], num_a + num_r - 1) + first.shape[2:], jnp.uint32)
     if num_a <= UNROLL:
         for a_index in range(num_a):
@@ -159,7 +158,6 @@ def _terminal_tables(g: Grammar, tokens_BT: jax.Array, num_words: int) -> jax.Ar
 def _level_tables(g: Grammar, plan: _Plan, level: int, child: jax.Array) -> jax.Array:
     """Full tables of `level` from those of level+1 ([K, W, B, N] in the level's band)."""
     child_lo, child_hi = plan.band[level + 1]
-    child_width = child.shape[1]
     tail = child.shape[2:]
     rules = g.rules[level]
     rests = sorted({rule[1:] for sym in rules for rule in sym}, key=lambda r: (len(r), r))

@@ -16,7 +16,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from lmphys import config as config_lib
