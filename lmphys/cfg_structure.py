@@ -29,7 +29,7 @@ from flax import nnx
 from lmphys.errors import DataError
 from lmphys.models import transformer
 from lmphys.probe import train_linear_probes
-from lmphys.tasks.cfg import Grammar, sample_with_labels
+from lmphys.tasks.cfg import Grammar, document_rows, sample_with_labels
 from lmphys.train.step import init_model
 
 
@@ -58,11 +58,8 @@ def labelled_rows(grammar: Grammar, key: jax.Array, num_strings: int, seq_len: i
         raise DataError(f"only {len(keep)} of {draws} {grammar.name} strings fit seq_len={seq_len} with BOS and "
                         f"EOS; ask for fewer strings or a longer seq_len (strings reach {grammar.max_len} tokens).")
     tokens, lengths, ancestors, ends = tokens[keep], lengths[keep], ancestors[keep], ends[keep]
+    rows = document_rows(grammar, tokens, lengths, seq_len)
     width = min(grammar.max_len, room)
-    rows = np.zeros((len(keep), seq_len), np.int32)
-    rows[:, 0] = grammar.bos_id
-    rows[:, 1:width + 1] = tokens[:, :width]
-    rows[np.arange(len(keep)), lengths + 1] = grammar.eos_id
     row_ancestors = np.full((len(keep), ancestors.shape[1], seq_len), -1, np.int32)
     row_ancestors[:, :, 1:width + 1] = ancestors[:, :, :width]
     row_ends = np.zeros((len(keep), ends.shape[1], seq_len), bool)
@@ -223,11 +220,12 @@ def analyze_run(config: Any, params: Any, *, num_strings: int = 256, seed: int =
     """The structure analysis of a run's trained parameters against its random-init twin, as a
     JSON-ready dict {"summary": scalars, "trained": ..., "random_init": ...}."""
     from lmphys.tasks import cfg
-    from lmphys.models import transformer
 
     grammar = cfg.load_grammar(config.task.grammar)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=grammar.vocab_size)
-    graphdef, _ = init_model(model_cfg, jax.random.key(seed))
+    # Only the structure is needed here: the trained params come in, compare_with_random_init
+    # makes the random-init twin itself.
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: transformer.build_model(model_cfg, seed)))
     comparison = compare_with_random_init(
         graphdef, params, grammar, jax.random.key(seed), num_strings=num_strings,
         seq_len=min(grammar.max_len + 2, config.task.seq_len),

@@ -34,7 +34,7 @@ from lmphys.tasks.cfg_sample import sample, sample_with_labels
 
 __all__ = [
     "SHIPPED", "Grammar", "load_grammar", "save_grammar", "random_grammar", "grammar_from_json",
-    "grammar_to_json", "sample", "sample_with_labels", "accepts", "accepts_padded", "CFGTask",
+    "grammar_to_json", "document_rows", "sample", "sample_with_labels", "accepts", "accepts_padded", "CFGTask",
     "task_from_config", "strings_until_eos",
 ]
 
@@ -57,6 +57,17 @@ def strings_until_eos(rows_BT: np.ndarray, start_B: np.ndarray, eos_id: int) -> 
     lengths = end - 1
     strings = np.where(positions[:, :-1] < lengths[:, None], rows_BT[:, 1:], 0)
     return strings.astype(np.int32), lengths.astype(np.int32), has_eos
+
+
+def document_rows(g: Grammar, strings: np.ndarray, lengths: np.ndarray, seq_len: int) -> np.ndarray:
+    """Rows BOS + string + EOS, 0-padded to seq_len, from 0-padded strings that all fit
+    (length <= seq_len - 2); string token t lands at row position t + 1."""
+    width = min(strings.shape[1], seq_len - 2)
+    rows = np.zeros((len(lengths), seq_len), np.int32)
+    rows[:, 0] = g.bos_id
+    rows[:, 1:width + 1] = strings[:, :width]
+    rows[np.arange(len(lengths)), np.asarray(lengths) + 1] = g.eos_id
+    return rows
 
 
 class CFGTask:
@@ -201,17 +212,15 @@ class CFGTask:
                 self.grammar, corrupted, prefix_lengths, np.asarray(changes), completed[:, prefix + 1:]
             )
             metrics["corrupted_cut_accuracy"] = float(ok.mean())
-        rows, lengths = self._documents(held[: self.eval_kl_strings], held_lengths[: self.eval_kl_strings])
+        strings, lengths = held[: self.eval_kl_strings], held_lengths[: self.eval_kl_strings]
+        rows = document_rows(self.grammar, strings, lengths, self.seq_len)
         kl = cfg_measure.kl_to_grammar(self.grammar, rows, lengths, np.asarray(model.log_probs(jnp.asarray(rows))))
         metrics["kl"] = kl["kl"]
         return metrics
 
     def _generation_metrics(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
-        prompts = np.zeros((self.eval_samples, self.seq_len), np.int32)
-        prompts[:, 0] = self.bos_id
-        starts = np.ones(self.eval_samples, np.int32)
-        generated = np.asarray(model.sample(jnp.asarray(prompts), jnp.asarray(starts), key))
-        strings, lengths, has_eos = strings_until_eos(generated, starts, self.eos_id)
+        generated = self._complete(model, np.zeros((self.eval_samples, 0), np.int32), key)  # bare BOS
+        strings, lengths, has_eos = strings_until_eos(generated, np.ones(self.eval_samples, np.int32), self.eos_id)
         gen_ok = np.asarray(accepts(self.grammar, strings, lengths)) & has_eos
         metrics = {"gen_accuracy": float(gen_ok.mean()), "gen_mean_len": float(lengths.mean())}
         if has_eos.any():
@@ -229,23 +238,13 @@ class CFGTask:
         return metrics
 
     def _complete(self, model: ModelFns, prefixes: np.ndarray, key: jax.Array) -> np.ndarray:
-        """The model's rows for prompts BOS + each prefix (all prefixes have the same length)."""
+        """The model's rows for prompts BOS + each prefix (all prefixes have the same length, maybe 0)."""
         count, prefix = prefixes.shape
         prompts = np.zeros((count, self.seq_len), np.int32)
         prompts[:, 0] = self.bos_id
         prompts[:, 1:prefix + 1] = prefixes
         starts = np.full(count, prefix + 1, np.int32)
         return np.asarray(model.sample(jnp.asarray(prompts), jnp.asarray(starts), key))
-
-    def _documents(self, strings: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows BOS + string + EOS, 0-padded to seq_len (every string fits: length <= seq_len - 2)."""
-        rows = np.zeros((len(lengths), self.seq_len), np.int32)
-        rows[:, 0] = self.bos_id
-        for row, string, length in zip(rows, strings, lengths):
-            row[1:length + 1] = string[:length]
-            row[length + 1] = self.eos_id
-        return rows, lengths
-
 
 def task_from_config(task_config: Any) -> CFGTask:
     """CFGTask from a `config.task` ConfigDict (every field as in configs/default.py)."""
