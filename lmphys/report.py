@@ -3,6 +3,8 @@
 `collect` flattens each trial's result into one row of dotted columns (per-level lists become
 `name[level]`), `write_tables` writes results.csv and results.md, `plot` draws the standard PNGs:
 final metrics per trial, probe accuracies per level against the random-init baseline, loss curves.
+`aggregate` averages the rows over seeds, `write_mean_table` writes that as results_mean.md and
+`plot_vs_size` draws a metric against depth and width, one panel per position scheme.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import csv
 import json
 import math
 import os
+import statistics
 from typing import Any
 
 from lmphys.errors import DataError
@@ -40,21 +43,32 @@ def _flat(tree: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = tree
 
 
-def collect(sweep_dir: str) -> list[dict[str, Any]]:
-    """One row per trial directory: 'trial', 'status', the overrides, then the flattened result."""
+class Row(dict):
+    """A table row. `overrides` names the columns that came from the sweep grid; it is an attribute,
+    not a key, so it never shows up as a column in tables or CSV."""
+
+    def __init__(self, *args: Any, overrides: tuple[str, ...] = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.overrides = overrides
+
+
+def collect(sweep_dir: str) -> list[Row]:
+    """One row per trial directory: 'trial', 'status', the overrides, then the flattened result.
+    Each row's `overrides` attribute names its override columns (empty for unfinished trials)."""
     trials_dir = os.path.join(sweep_dir, "trials")
     if not os.path.isdir(trials_dir):
         raise DataError(f"{sweep_dir} holds no trials/ directory: is it a sweep workdir?")
     rows = []
     for trial_id in sorted(os.listdir(trials_dir)):
         trial_dir = os.path.join(trials_dir, trial_id)
-        row: dict[str, Any] = {"trial": trial_id}
+        row = Row(trial=trial_id)
         result_path = os.path.join(trial_dir, RESULT_FILE)
         if os.path.exists(result_path):
             with open(result_path) as handle:
                 result = json.load(handle)
             row["status"] = "done"
             row.update(result["overrides"])
+            row.overrides = tuple(result["overrides"])
             flat: dict[str, Any] = {}
             _flat({"eval": result["eval"], "final_loss": result["final_loss"], **result["analyses"]}, "", flat)
             row.update(flat)
@@ -112,6 +126,76 @@ def write_tables(rows: list[dict[str, Any]], sweep_dir: str, names: list[str]) -
     return csv_path, md_path
 
 
+def _numeric(value: Any) -> bool:
+    # bools are ints to Python, but they are flags, not measurements to average.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _distinct(rows: list[dict[str, Any]], name: str) -> list[Any]:
+    """The values of column `name` in `rows`, without repeats, in order of first appearance."""
+    values: list[Any] = []
+    for row in rows:
+        if name in row and row[name] not in values:
+            values.append(row[name])
+    return values
+
+
+def varies(rows: list[dict[str, Any]], name: str) -> bool:
+    """Whether the finished rows hold more than one value of column `name`."""
+    return len(_distinct([row for row in rows if row["status"] == "done"], name)) > 1
+
+
+def aggregate(rows: list[Row], over: tuple[str, ...] = ("seed",)) -> list[Row]:
+    """One row per group of finished rows (from `collect`) that agree on every override column
+    except those in `over`: the group's override values, 'trials' (its size), and for every numeric
+    metric column `name` the mean as `name` and the sample std as `name.std` (0.0 for a single
+    trial); None and non-numeric values are skipped. Groups keep the order of their first row, and
+    each returned row's `overrides` names the grouping columns."""
+    done = [row for row in rows if row["status"] == "done"]
+    keys = [name for name in dict.fromkeys(name for row in done for name in row.overrides) if name not in over]
+    groups: dict[str, list[Row]] = {}
+    for row in done:
+        # Override values came from JSON, so their JSON text is a hashable key even for lists.
+        groups.setdefault(json.dumps([row.get(name) for name in keys]), []).append(row)
+    return [_summarise(members, keys) for members in groups.values()]
+
+
+def _summarise(members: list[Row], keys: list[str]) -> Row:
+    summary = Row({name: members[0].get(name) for name in keys}, overrides=tuple(keys))
+    summary["trials"] = len(members)
+    not_metrics = {"trial", "status", *(name for row in members for name in row.overrides)}
+    for name in dict.fromkeys(name for row in members for name in row if name not in not_metrics):
+        values = [row[name] for row in members if _numeric(row.get(name))]
+        if not values:
+            continue
+        summary[name] = statistics.fmean(values)
+        summary[f"{name}.std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return summary
+
+
+def _mean_cell(row: dict[str, Any], name: str) -> str:
+    std = row.get(f"{name}.std")
+    if std is None or not _numeric(row.get(name)):
+        return _cell(row.get(name))
+    return f"{row[name]:.3f}±{std:.3f}"
+
+
+def mean_table(groups: list[Row], metric_names: list[str]) -> str:
+    """Markdown table of `aggregate` rows: the grouping overrides, 'trials', then the columns of
+    `metric_names` that some group has, each metric cell as 'mean±std'."""
+    names = list(groups[0].overrides if groups else ()) + ["trials"]
+    names += [name for name in metric_names if any(name in group for group in groups)]
+    return markdown_table([{name: _mean_cell(group, name) for name in names} for group in groups], names)
+
+
+def write_mean_table(groups: list[Row], sweep_dir: str, metric_names: list[str]) -> str:
+    """results_mean.md (the `mean_table`) in the sweep directory; returns its path."""
+    path = os.path.join(sweep_dir, "results_mean.md")
+    with open(path, "w") as handle:
+        handle.write(mean_table(groups, metric_names) + "\n")
+    return path
+
+
 def _bars(rows: list[dict[str, Any]], names: list[str], title: str, path: str) -> None:
     import matplotlib.pyplot as plt
 
@@ -159,3 +243,63 @@ def plot(rows: list[dict[str, Any]], sweep_dir: str, bar_groups: dict[str, list[
     figure.savefig(paths[-1], dpi=120)
     plt.close(figure)
     return paths
+
+
+_DEPTH, _WIDTH, _POSITION = "model.num_layers", "model.width", "model.position"
+
+
+def plot_vs_size(rows: list[Row], sweep_dir: str, metric: str = "eval.gen_accuracy") -> list[str]:
+    """<metric>_vs_size.png: `metric` (mean over seeds, std error bars) against depth with one
+    line per width, or against width when only the width is swept; one panel per position scheme.
+    Other swept overrides split the lines further. Returns the paths written: none when neither
+    depth nor width varies across the finished rows, or when none of them has `metric`."""
+    x_name = _DEPTH if varies(rows, _DEPTH) else _WIDTH if varies(rows, _WIDTH) else None
+    groups = [group for group in aggregate(rows) if metric in group]
+    if x_name is None or not groups:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Without a swept position every group has None here, so they all share the one panel.
+    positions = _distinct(groups, _POSITION) or [None]
+    figure, axes = plt.subplots(
+        1, len(positions), figsize=(4.5 * len(positions) + 1.5, 4), sharey=True, squeeze=False
+    )
+    for axis, position in zip(axes[0], positions):
+        _size_lines(axis, [group for group in groups if group.get(_POSITION) == position], x_name, metric)
+        if position is not None:
+            axis.set_title(f"position={position}")
+    axes[0][0].set_ylabel(_header(metric))
+    figure.suptitle(f"{os.path.basename(os.path.normpath(sweep_dir))}: {_header(metric)} vs size")
+    figure.tight_layout()
+    path = os.path.join(sweep_dir, f"{_header(metric)}_vs_size.png")
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return [path]
+
+
+def _size_lines(axis: Any, panel: list[Row], x_name: str, metric: str) -> None:
+    """One error-bar line per combination of the overrides that vary in `panel`, besides x."""
+    keys = [name for name in panel[0].overrides if name not in (x_name, _POSITION) and len(_distinct(panel, name)) > 1]
+    lines: dict[str, list[Row]] = {}
+    for group in panel:
+        lines.setdefault(json.dumps([group.get(name) for name in keys]), []).append(group)
+    for members in lines.values():
+        members.sort(key=lambda group: group[x_name])
+        label = ", ".join(f"{name.split('.')[-1]}={members[0].get(name)}" for name in keys) or None
+        axis.errorbar(
+            [group[x_name] for group in members],
+            [group[metric] for group in members],
+            yerr=[group[f"{metric}.std"] for group in members],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    axis.set_xticks(sorted(_distinct(panel, x_name)))
+    axis.set_xlabel(x_name.split(".")[-1])
+    if metric.endswith("accuracy"):
+        axis.set_ylim(0, 1.05)
+    if keys:
+        axis.legend(fontsize=7)

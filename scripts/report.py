@@ -3,7 +3,9 @@
 Prints one Markdown table (a row per trial), writes results.csv (every column), results.md and
 PNG plots into the sweep directory: accuracy.png (final accuracies per trial), probes.png (structure
 probe accuracies, trained and random init, when the trials ran the structure analysis) and
-loss_curves.png.
+loss_curves.png. When the sweep has several seeds it also prints and writes results_mean.md (one
+row per setting, each metric as mean±std over the seeds); when it varies depth or width it draws
+gen_accuracy_vs_size.png and loss_vs_size.png (one panel per position scheme).
 """
 
 from absl import app, flags
@@ -25,12 +27,19 @@ def main(argv):
     names = report.columns(rows, tuple(_INCLUDE.value))
     print(report.markdown_table(rows, names))
     written = report.write_tables(rows, _SWEEP.value, names)
+    if report.varies(rows, "seed"):
+        means = report.aggregate(rows)
+        metric_names = [name for name in names if name not in ("trial", "status")]
+        print("\nmean ± std over seeds:\n" + report.mean_table(means, metric_names))
+        written += (report.write_mean_table(means, _SWEEP.value, metric_names),)
     every = sorted({name for row in rows for name in row})
     groups = {
         "accuracy": [name for name in names if name.endswith("accuracy")],
         "probes": [name for name in every if name.startswith("structure.summary.nt_")],
     }
     written += tuple(report.plot(rows, _SWEEP.value, groups))
+    for metric in ("eval.gen_accuracy", "eval.loss"):
+        written += tuple(report.plot_vs_size(rows, _SWEEP.value, metric))
     print("\nwrote " + ", ".join(written))
 
 
