@@ -8,7 +8,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.seed = 0
+    config.seed = 0  # model init, dropout and evaluation sampling
+    config.data_seed = -1  # the training data stream; -1: derived from seed
     config.workdir = "runs/default"
 
     config.task = ml_collections.ConfigDict()
@@ -51,6 +52,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.schedule = "cosine"  # cosine linear constant
     config.optim.final_lr_fraction = 0.1  # the schedule ends at this share of the peak rate
     config.optim.grad_clip = 1.0  # global norm; 0 turns clipping off
+
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.models = 1  # device groups that stacked models are split over
+    config.parallel.data = -1  # devices each model's batch rows are split over; -1: the rest
+    config.parallel.fsdp = 1  # devices that rows are split over and parameters sharded across
+    config.parallel.distributed = "auto"  # join a multi-host job: auto (SLURM / TPU env), on, off
+    config.parallel.coordinator_address = ""  # host:port of process 0, to set the job up by hand
+    config.parallel.num_processes = 1  # with coordinator_address: the job's process count
+    config.parallel.process_id = 0  # with coordinator_address: this process's index
 
     config.train = ml_collections.ConfigDict()
     config.train.steps = 1200

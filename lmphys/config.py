@@ -8,6 +8,7 @@ naming the dotted field and what it may be.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from typing import Any, Iterable
 
@@ -87,6 +88,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from lmphys.models import transformer  # here, so that loading a config stays cheap
 
     _require(isinstance(_get(config, "seed"), int), "seed", "it must be an integer", config.seed)
+    data_seed = _get(config, "data_seed")
+    _require(isinstance(data_seed, int) and data_seed >= -1, "data_seed", "it must be an integer, -1 for seed's", data_seed)
     _require(bool(_get(config, "workdir")), "workdir", "it must name a directory", config.workdir)
 
     _one_of(config, "task.name", TASKS)
@@ -154,7 +157,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ("train.log_every_seconds", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints"):
         _positive(config, field)
 
+    _validate_parallel(config)
     _validate_task_data(config)
+
+
+def _validate_parallel(config: ml_collections.ConfigDict) -> None:
+    """The mesh fields; whether they fit the devices is checked when the mesh is made."""
+    from lmphys.parallel import DISTRIBUTED_MODES
+
+    for field in ("parallel.models", "parallel.fsdp"):
+        value = _get(config, field)
+        _require(isinstance(value, int) and value >= 1, field, "it must be a positive integer", value)
+    data = _get(config, "parallel.data")
+    _require(isinstance(data, int) and (data >= 1 or data == -1), "parallel.data", "it must be positive, or -1 for the devices left", data)
+    _one_of(config, "parallel.distributed", DISTRIBUTED_MODES)
+    if _get(config, "parallel.coordinator_address"):
+        processes = _get(config, "parallel.num_processes")
+        _require(isinstance(processes, int) and processes >= 1, "parallel.num_processes", "it must be positive", processes)
+        index = _get(config, "parallel.process_id")
+        _require(isinstance(index, int) and 0 <= index < processes, "parallel.process_id",
+                 f"it must lie in [0, {processes})", index)
 
 
 def _validate_task_data(config: ml_collections.ConfigDict) -> None:
@@ -165,3 +187,15 @@ def _validate_task_data(config: ml_collections.ConfigDict) -> None:
         cfg.load_grammar(config.task.grammar)
     except DataError as error:
         raise ConfigError(f"task.grammar = {config.task.grammar!r} is invalid: {error}") from None
+
+
+def flat_fields(config: ml_collections.ConfigDict | dict) -> dict[str, str]:
+    """{dotted field: JSON of its value} for every leaf of a config (or of its JSON dict)."""
+    tree = json.loads(config.to_json_best_effort()) if isinstance(config, ml_collections.ConfigDict) else config
+    out = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            out.update({f"{name}.{inner}": text for inner, text in flat_fields(value).items()})
+        else:
+            out[name] = json.dumps(value, sort_keys=True)
+    return out

@@ -1,5 +1,11 @@
-"""Shared fixtures: tiny configs that train in seconds on the CPU backend."""
+"""Shared fixtures: tiny configs that train in seconds on the CPU backend.
+
+The CPU backend is split into 8 devices (before jax is imported) so that sharded layouts can be
+checked against one device; tiny configs use one of them unless a test asks for more.
+"""
 import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 
 import pytest
 
@@ -16,6 +22,7 @@ def tiny_config(workdir: str, steps: int = 20):
     config.task.seq_len = 32
     config.task.eval_samples = 8
     config.task.eval_prefix_len = 4
+    config.parallel.data = 1
     config.model.num_layers = 2
     config.model.num_heads = 2
     config.model.width = 32

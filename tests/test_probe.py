@@ -4,12 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from lmphys import cfg_structure
+from lmphys import cfg_structure, parallel
 from lmphys.config import load_config_file
 from lmphys.models import transformer
 from lmphys.probe import train_linear_probes
 from lmphys.tasks import cfg
-from lmphys.train import optim, step as step_lib
+from lmphys.train import optim, stack, step as step_lib
 from tests.conftest import REPO
 
 
@@ -114,14 +114,17 @@ def test_trained_model_encodes_the_trees_better_than_random_init():
     task = cfg.task_from_config(config.task)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
     graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
-    optimizer = optim.make_optimizer(config.optim, steps)
-    state = step_lib.init_state(params, optimizer)
-    step_fn = step_lib.make_step_fn(graphdef, optimizer, task.batch, jax.random.key(1), jax.random.key(2), False)
+    optimizer = optim.make_optimizer(config.optim)
+    state = stack.stack([step_lib.init_state(params, optimizer, config.optim)])  # K = 1 stacked model
+    mesh = parallel.make_mesh(config.parallel, devices=jax.devices()[:1])
+    schedule = optim.Schedule.from_config(config.optim, steps)
+    step_fn = step_lib.make_step_fn(graphdef, optimizer, schedule, task.batch, False, mesh, state)
+    data_keys, dropout_keys = stack.stack([jax.random.key(1)]), stack.stack([jax.random.key(2)])
     for _ in range(steps):
-        state, _ = step_fn(state)
+        state, _ = step_fn(state, data_keys, dropout_keys)
 
     results = cfg_structure.compare_with_random_init(
-        graphdef, state["params"], task.grammar, jax.random.key(3), num_strings=128, probe_steps=200)
+        graphdef, stack.unstack(state["params"], 0), task.grammar, jax.random.key(3), num_strings=128, probe_steps=200)
     trained, random_init = results["trained"], results["random_init"]
     bottom = task.grammar.num_levels - 2
     assert trained["levels"] == [1, bottom] and trained["num_strings"] == 128

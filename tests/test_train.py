@@ -5,6 +5,7 @@ import signal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lmphys.models import transformer
@@ -16,21 +17,31 @@ def test_schedule_warms_up_then_decays_to_the_final_fraction(make_tiny_config):
     config = make_tiny_config()
     config.optim.warmup_steps = 10
     config.optim.final_lr_fraction = 0.1
+    peak = config.optim.learning_rate
+    # optax's own schedules with the same settings, as an independent reference
+    decays = {
+        "cosine": optax.cosine_decay_schedule(peak, 90, alpha=0.1),
+        "linear": optax.linear_schedule(peak, 0.1 * peak, 90),
+        "constant": optax.constant_schedule(peak),
+    }
     for kind in optim.SCHEDULES:
         config.optim.schedule = kind
-        schedule = optim.learning_rate_schedule(config.optim, 100)
-        peak = config.optim.learning_rate
-        assert float(schedule(0)) == 0.0
-        assert float(schedule(5)) == pytest.approx(peak / 2)
-        assert float(schedule(10)) == pytest.approx(peak)
+        schedule = optim.Schedule.from_config(config.optim, 100)
+        at = lambda step: float(schedule(step, peak, config.optim.warmup_steps))
+        assert at(0) == 0.0
+        assert at(5) == pytest.approx(peak / 2)
+        assert at(10) == pytest.approx(peak)
         final = peak if kind == "constant" else 0.1 * peak
-        assert float(schedule(100)) == pytest.approx(final, rel=1e-5)
+        assert at(100) == pytest.approx(final, rel=1e-5)
+        reference = optax.join_schedules([optax.linear_schedule(0.0, peak, 10), decays[kind]], [10])
+        for step in (3, 17, 50, 99):
+            assert at(step) == pytest.approx(float(reference(step)), rel=1e-5)
 
 
 def test_weight_decay_skips_biases_and_norm_scales(make_tiny_config):
     config = make_tiny_config().optim
     config.warmup_steps = 0
-    tx = optim.make_optimizer(config, 10)
+    tx = optim.make_optimizer(config)
     params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "norm": {"scale": jnp.ones(2)}}
     state = tx.init(params)
     zero_grads = jax.tree.map(jnp.zeros_like, params)

@@ -1,36 +1,49 @@
-"""The training loop: batches -> step -> metrics, periodic evaluation, checkpoints, resume.
+"""The training loop: K >= 1 stacked models, one sharded step, per-model metrics, evaluation,
+checkpoints and resume.
 
-`run(config)` is the whole main job. Rerunning it on the same workdir resumes from the latest
-checkpoint; because batch s and its dropout mask are functions of (seed, s), the resumed run is
-bit-identical to an uninterrupted one on CPU. SIGTERM/SIGINT (preemption, Ctrl-C) save a checkpoint
-at the current step before exiting.
+`run(config)` is the whole main job. `run_group(configs)` trains several configs that share shapes
+(train/stack.py) as one vmapped step on one mesh (parallel.py); each model still writes its own
+workdir (config.json, metrics.jsonl, TensorBoard, checkpoints) exactly as a lone run would, so any
+of them can be analysed, resumed or rerun alone later.
+
+Rerunning on the same workdirs resumes from the latest checkpoint; because batch s and its dropout
+mask are functions of (seed, s), the resumed run is bit-identical to an uninterrupted one on CPU.
+SIGTERM/SIGINT (preemption, Ctrl-C) save a checkpoint at the current step before exiting. A model
+whose loss or parameters stop being finite is stopped with a message and keeps its last good
+checkpoint; the other models of its group go on.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
 
-from lmphys import config as config_lib
-from lmphys.errors import DataError
+from lmphys import config as config_lib, parallel
+from lmphys.errors import DataError, LmphysError
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg
 from lmphys.tasks.base import ModelFns
-from lmphys.train import checkpoint, metrics, optim, step as step_lib
+from lmphys.train import checkpoint, metrics, optim, stack, step as step_lib
 
 TASK_BUILDERS = {"cfg": cfg.task_from_config}
 
 
+class TrainingDiverged(LmphysError):
+    """The loss or the parameters of a run became NaN or infinite."""
+
+
 @dataclasses.dataclass
 class RunSummary:
-    """What a finished (or stopped) run reports."""
+    """What a finished (or stopped, or diverged) run reports."""
 
     workdir: str
     steps: int
@@ -39,6 +52,7 @@ class RunSummary:
     checkpoint_dir: str
     metrics_path: str
     stopped_early: bool = False
+    failure: str | None = None  # why the run stopped, when its numbers stopped being finite
     state: Any = dataclasses.field(default=None, repr=False)  # the final train state pytree
 
     def lines(self) -> list[str]:
@@ -98,8 +112,10 @@ class _Progress:
         return values, f"{text} ETA {format_duration(eta)}"
 
 
-class _StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
+class StopSignal:
+    """Turns SIGTERM/SIGINT into a flag that loops check between steps. Handlers can only be
+    installed from the main thread; a sweep running jobs in threads enters one there and hands it
+    to every job."""
 
     def __init__(self):
         self.received: str | None = None
@@ -128,22 +144,13 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str, log: Callable[
     if os.path.exists(path):
         with open(path) as handle:
             previous = json.load(handle)
-        changed = sorted(_flat(current).items() ^ _flat(previous).items())
+        changed = config_lib.flat_fields(current).items() ^ config_lib.flat_fields(previous).items()
         if changed:
             fields = sorted({name for name, _ in changed})
             log(f"note: config differs from the one saved in {path} in: {', '.join(fields)}")
-    with open(path, "w") as handle:
-        json.dump(current, handle, indent=2, sort_keys=True)
-
-
-def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for name, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{name}."))
-        else:
-            out[prefix + name] = json.dumps(value, sort_keys=True)
-    return out
+    if parallel.is_primary():
+        with open(path, "w") as handle:
+            json.dump(current, handle, indent=2, sort_keys=True)
 
 
 def make_model_fns(graphdef, config: ml_collections.ConfigDict, task) -> Callable[[Any], ModelFns]:
@@ -168,18 +175,40 @@ def make_model_fns(graphdef, config: ml_collections.ConfigDict, task) -> Callabl
     return bind
 
 
-def _run_keys(seed: int) -> jax.Array:
-    """Model init, data, dropout, eval batch and eval sampling keys, all from the run's seed."""
-    return jax.random.split(jax.random.key(seed), 5)
+def run_keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """The run's PRNG keys: model init, data, dropout, eval batch and eval sampling from `seed`;
+    `data_seed` (when >= 0) replaces the data stream alone, to vary data order at a fixed init."""
+    names = ("model", "data", "dropout", "eval_batch", "eval")
+    keys = dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
+    if config.data_seed >= 0:
+        keys["data"] = jax.random.split(jax.random.key(config.data_seed), len(names))[1]
+    return keys
 
 
-def _fresh_run(config: ml_collections.ConfigDict):
-    """(task, model config, graphdef, optimizer, initial train state) of a validated config."""
+@dataclasses.dataclass
+class _Setup:
+    """What the stacked models of a job share: the task, the model code and the optimizer."""
+
+    task: Any
+    model_cfg: transformer.ModelConfig
+    graphdef: Any
+    optimizer: Any
+    schedule: optim.Schedule
+
+
+def _setup(config: ml_collections.ConfigDict) -> _Setup:
     task = TASK_BUILDERS[config.task.name](config.task)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    graphdef, params = step_lib.init_model(model_cfg, _run_keys(config.seed)[0])
-    optimizer = optim.make_optimizer(config.optim, config.train.steps)
-    return task, model_cfg, graphdef, optimizer, step_lib.init_state(params, optimizer)
+    graphdef = step_lib.init_model(model_cfg, jax.random.key(0))[0]
+    optimizer = optim.make_optimizer(config.optim)
+    return _Setup(task, model_cfg, graphdef, optimizer, optim.Schedule.from_config(config.optim, config.train.steps))
+
+
+def _initial_state(setup: _Setup, config: ml_collections.ConfigDict) -> step_lib.TrainState:
+    params = step_lib.init_model(setup.model_cfg, run_keys(config)["model"])[1]
+    # The model's own optimizer, not the shared one: its injected state holds this model's weight
+    # decay, which the shared update then reads.
+    return step_lib.init_state(params, optim.make_optimizer(config.optim), config.optim)
 
 
 @dataclasses.dataclass
@@ -201,14 +230,14 @@ def load_trained(workdir: str) -> TrainedRun:
     with open(config_path) as handle:
         config = ml_collections.ConfigDict(json.load(handle))
     config_lib.validate(config)
-    task, _, graphdef, _, state = _fresh_run(config)
+    setup = _setup(config)
     checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
     step = checkpoints.latest_step()
     if step is None:
         raise DataError(f"{workdir} holds no finished checkpoint yet")
-    state = checkpoints.restore(step, state)
+    state = checkpoints.restore(step, _initial_state(setup, config))
     checkpoints.close()
-    return TrainedRun(config, task, graphdef, state["params"], step)
+    return TrainedRun(config, setup.task, setup.graphdef, state["params"], step)
 
 
 def _last_record(metrics_path: str, split: str) -> dict[str, float]:
@@ -218,107 +247,231 @@ def _last_record(metrics_path: str, split: str) -> dict[str, float]:
     return {k: v for k, v in records[-1].items() if k not in ("step", "split")}
 
 
+class _Member:
+    """One of the stacked models: its config, keys and files, and how its training went."""
+
+    def __init__(self, config: ml_collections.ConfigDict, log: Callable[[str], None]):
+        self.config = config
+        self.workdir = os.path.abspath(config.workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        _save_config(config, self.workdir, log)
+        self.keys = run_keys(config)
+        self.checkpoints = checkpoint.Checkpointer(self.workdir, config.train.keep_checkpoints)
+        self.writer: metrics.MetricsWriter | None = None
+        self.last_train: dict[str, float] = {}
+        self.eval_values: dict[str, float] = {}
+        self.failure: str | None = None
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.workdir)
+
+    def summary(self, steps: int, stopped_early: bool, state) -> RunSummary:
+        return RunSummary(
+            workdir=self.workdir,
+            steps=steps,
+            final_loss=self.last_train.get("loss"),
+            eval_metrics=self.eval_values,
+            checkpoint_dir=self.checkpoints.directory,
+            metrics_path=self.writer.path,
+            stopped_early=stopped_early,
+            failure=self.failure,
+            state=state,
+        )
+
+
+def _common_start(members: list[_Member], log) -> int:
+    """The latest step that every stacked model has a checkpoint of (0 if none).
+
+    A crash while the K checkpoints of a step are being written can leave some models one
+    checkpoint ahead; resuming all of them from the step they share replays the rest exactly.
+    """
+    saved = [set(member.checkpoints.all_steps()) for member in members]
+    common = set.intersection(*saved)
+    start = max(common, default=0)
+    ahead = [member.name for member, steps in zip(members, saved) if steps and max(steps) > start]
+    if ahead:
+        log(f"resuming all {len(members)} stacked models from step {start}, the last checkpoint they all have "
+            f"({', '.join(ahead)} had later ones)")
+    return start
+
+
+def _per_model(values: Sequence[float], spec: str) -> str:
+    return " ".join(format(value, spec) for value in values)
+
+
+def run_group(
+    configs: Sequence[ml_collections.ConfigDict],
+    *,
+    stop_at_step: int | None = None,
+    log: Callable[[str], None] = functools.partial(print, flush=True),
+    stop: StopSignal | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> list[RunSummary]:
+    """Train (or resume) K configs that share shapes as one stacked job; one summary per config.
+
+    `stop_at_step` ends this invocation after that step with checkpoints, as a preemption would;
+    the schedules still follow `train.steps`, so a later call continues the same runs. `devices`
+    (default: all) is the slice of devices the job's mesh covers; `stop` is a StopSignal entered by
+    the caller (default: this call handles SIGTERM/SIGINT itself).
+    """
+    configs = list(configs)
+    for config in configs:
+        config_lib.validate(config)
+    stack.check_stackable(configs)
+    if not parallel.is_primary():
+        log = lambda line: None  # noqa: E731 (one voice per job: process 0 speaks)
+    mesh = parallel.make_mesh(configs[0].parallel, len(configs), devices)
+    parallel.check_batch(mesh, configs[0].task.batch_size)
+    handles_signals = stop is None
+    stop = stop or StopSignal()
+    # Arrays made outside the step (initial states, eval batches, prompts) live on the job's first
+    # device, so jobs on different device slices never mix devices.
+    with jax.default_device(parallel.first_local_device(mesh)), (stop if handles_signals else contextlib.nullcontext()):
+        return _train(configs, mesh, stop_at_step, log, stop)
+
+
+def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
+    first = configs[0]
+    setup = _setup(first)
+    members = [_Member(config, log) for config in configs]
+    start = _common_start(members, log)
+    states = []
+    for member in members:
+        state = _initial_state(setup, member.config)
+        states.append(member.checkpoints.restore(start, state) if start else state)
+    if start:
+        where = members[0].checkpoints.directory if len(members) == 1 else f"{len(members)} workdirs"
+        log(f"resumed from step {start} ({where})")
+    for member in members:
+        member.writer = metrics.MetricsWriter(member.workdir, resume_step=start, enabled=parallel.is_primary())
+
+    num_models = len(members)
+    num_params = transformer.num_params(states[0]["params"])
+    stacked_state = stack.stack(states)
+    state = jax.device_put(stacked_state, parallel.state_shardings(mesh, stacked_state))
+    del states, stacked_state  # the sharded copy is the one that trains
+    per_model = parallel.per_model_sharding(mesh)
+    data_keys = jax.device_put(stack.stack([m.keys["data"] for m in members]), per_model)
+    dropout_keys = jax.device_put(stack.stack([m.keys["dropout"] for m in members]), per_model)
+
+    total_steps = first.train.steps
+    tokens_per_step = num_models * first.task.batch_size * first.task.seq_len
+    progress = _Progress(
+        tokens_per_step,
+        transformer.flops_per_token(setup.model_cfg, first.task.seq_len),
+        None if metrics.device_peak_flops() is None else metrics.device_peak_flops() * mesh.size,
+    )
+    stacked = f"{num_models} stacked models, " if num_models > 1 else ""
+    layout = "" if mesh.size == 1 else f" ({', '.join(f'{axis} {size}' for axis, size in mesh.shape.items())})"
+    log(
+        f"model: {first.model.kind} {first.model.num_layers} layers x {first.model.width} wide, "
+        f"{first.model.position} positions, {num_params / 1e6:.2f}M params; task: {first.task.name} "
+        f"{first.task.grammar}; {stacked}{total_steps} steps of {tokens_per_step} tokens on "
+        f"{mesh.size} x {mesh.devices.flat[0].device_kind}{layout}"
+    )
+
+    step_fn = step_lib.make_step_fn(
+        setup.graphdef, setup.optimizer, setup.schedule, setup.task.batch,
+        first.model.dropout > 0, mesh, state,
+    )
+    finite_models = jax.jit(step_lib.finite_models)
+    eval_step = jax.jit(functools.partial(step_lib.eval_step, setup.graphdef))
+    model_fns = make_model_fns(setup.graphdef, first, setup.task)
+    make_eval_batch = jax.jit(setup.task.batch)
+    eval_batches = [make_eval_batch(member.keys["eval_batch"]) for member in members]  # fixed held-out batches
+
+    def alive() -> list[tuple[int, _Member]]:
+        return [(index, member) for index, member in enumerate(members) if member.failure is None]
+
+    def model_state(index: int):
+        return parallel.local_copy_of_model(mesh, state, index)
+
+    def stop_member(member: _Member, reason: str) -> None:
+        kept = member.checkpoints.latest_step()
+        where = f"the last good checkpoint is step {kept} in {member.checkpoints.directory}" if kept else "no checkpoint was kept"
+        member.failure = f"{reason}; {where}"
+        log(f"{member.name}: {member.failure}")
+
+    def evaluate(index: int, member: _Member, at_step: int) -> dict[str, float]:
+        started = time.perf_counter()
+        params = model_state(index)["params"]
+        values = {k: float(v) for k, v in jax.device_get(eval_step(params, eval_batches[index])).items()}
+        del values["loss_tokens"]
+        values.update(setup.task.evaluate(model_fns(params), jax.random.fold_in(member.keys["eval"], at_step)))
+        member.writer.write(at_step, "eval", values)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
+        prefix = f"{member.name}: " if num_models > 1 else ""
+        log(f"{prefix}eval @ step {at_step}: {shown} ({time.perf_counter() - started:.1f}s)")
+        return values
+
+    def save(at_step: int) -> None:
+        """Checkpoint every model whose parameters are still finite; stop the others."""
+        finite = jax.device_get(finite_models(state["params"]))
+        for index, member in alive():
+            if not finite[index]:
+                stop_member(member, f"its parameters became NaN or infinite by step {at_step}")
+            else:
+                member.checkpoints.save(at_step, stack.unstack(state, index))
+
+    end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
+    current = start
+    while current < end and alive():
+        state, step_metrics = step_fn(state, data_keys, dropout_keys)
+        current += 1
+        if current == start + 1:
+            jax.block_until_ready(state["step"])
+            log(f"compiled and ran the first step in {progress.seconds_in_window():.1f}s")
+            progress.start(current)
+        due_eval = current % first.train.eval_every == 0 or current == total_steps
+        log_due = progress.seconds_in_window() >= first.train.log_every_seconds or current == end
+        if log_due or due_eval or stop.received:
+            values = {k: v for k, v in jax.device_get(step_metrics).items() if k != "loss_tokens"}
+            speed, speed_text = progress.measure(current, end)
+            shown = [index for index, _ in alive()]
+            for index, member in alive():
+                record = {name: float(column[index]) for name, column in values.items()}
+                record.update(speed)
+                member.writer.write(current, "train", record)
+                member.last_train = record
+                if not math.isfinite(record["loss"]):
+                    stop_member(member, f"the training loss became {record['loss']} at step {current}")
+            precision = (".4f", ".3f", ".2e") if num_models == 1 else (".3f", ".2f", ".1e")
+            log(
+                f"step {current}/{total_steps} loss {_per_model(values['loss'][shown], precision[0])} "
+                f"token acc {_per_model(values['token_accuracy'][shown], precision[1])} "
+                f"lr {_per_model(values['learning_rate'][shown], precision[2])} {speed_text}"
+            )
+            if due_eval:
+                for index, member in alive():
+                    member.eval_values = evaluate(index, member, current)
+            progress.new_window(current)
+        if current % first.train.checkpoint_every == 0:
+            save(current)
+        if stop.received:
+            log(f"{stop.received} received: saving a checkpoint at step {current} and stopping")
+            break
+    stopped_early = current < total_steps
+    save(current)
+    summaries = []
+    for index, member in enumerate(members):
+        member.checkpoints.close()
+        member.writer.close()
+        if not stopped_early and not member.eval_values and member.failure is None:
+            member.eval_values = _last_record(member.writer.path, "eval")  # a finished run started again
+        summaries.append(member.summary(current, stopped_early and member.failure is None, model_state(index)))
+    return summaries
+
+
 def run(
     config: ml_collections.ConfigDict,
     *,
     stop_at_step: int | None = None,
     log: Callable[[str], None] = functools.partial(print, flush=True),
 ) -> RunSummary:
-    """Train (or resume) the run described by `config`; return its summary.
-
-    `stop_at_step` ends this invocation after that step with a checkpoint, as a preemption would;
-    the schedule still follows `train.steps`, so a later call continues the same run.
-    """
-    config_lib.validate(config)
-    workdir = os.path.abspath(config.workdir)
-    os.makedirs(workdir, exist_ok=True)
-    _save_config(config, workdir, log)
-
-    task, model_cfg, graphdef, optimizer, state = _fresh_run(config)
-    _, data_key, dropout_key, eval_batch_key, eval_key = _run_keys(config.seed)
-    total_steps = config.train.steps
-
-    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
-    start = checkpoints.latest_step() or 0
-    if start:
-        state = checkpoints.restore(start, state)
-        log(f"resumed from step {start} ({checkpoints.directory})")
-    writer = metrics.MetricsWriter(workdir, resume_step=start)
-
-    num_params = transformer.num_params(state["params"])
-    tokens_per_step = config.task.batch_size * config.task.seq_len
-    progress = _Progress(
-        tokens_per_step, transformer.flops_per_token(model_cfg, config.task.seq_len), metrics.device_peak_flops()
-    )
-    log(
-        f"model: {config.model.kind} {config.model.num_layers} layers x {config.model.width} wide, "
-        f"{config.model.position} positions, {num_params / 1e6:.2f}M params; task: {config.task.name} "
-        f"{config.task.grammar}; {total_steps} steps of {tokens_per_step} tokens on "
-        f"{jax.local_devices()[0].device_kind}"
-    )
-
-    step_fn = step_lib.make_step_fn(
-        graphdef, optimizer, task.batch, data_key, dropout_key, use_dropout=config.model.dropout > 0
-    )
-    eval_batch = jax.jit(task.batch)(eval_batch_key)  # one fixed held-out batch for eval loss
-    eval_step = jax.jit(functools.partial(step_lib.eval_step, graphdef))
-    model_fns = make_model_fns(graphdef, config, task)
-
-    def evaluate(at_step: int) -> dict[str, float]:
-        started = time.perf_counter()
-        values = {k: float(v) for k, v in jax.device_get(eval_step(state["params"], eval_batch)).items()}
-        del values["loss_tokens"]
-        values.update(task.evaluate(model_fns(state["params"]), jax.random.fold_in(eval_key, at_step)))
-        writer.write(at_step, "eval", values)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
-        log(f"eval @ step {at_step}: {shown} ({time.perf_counter() - started:.1f}s)")
-        return values
-
-    last_train: dict[str, float] = {}
-    eval_values: dict[str, float] = {}
-    end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
-    with _StopSignal() as stop:
-        current = start
-        while current < end:
-            state, step_metrics = step_fn(state)
-            current += 1
-            if current == start + 1:
-                jax.block_until_ready(state["step"])
-                log(f"compiled and ran the first step in {progress.seconds_in_window():.1f}s")
-                progress.start(current)
-            due_eval = current % config.train.eval_every == 0 or current == total_steps
-            log_due = progress.seconds_in_window() >= config.train.log_every_seconds or current == end
-            if log_due or due_eval or stop.received:
-                values = {k: float(v) for k, v in jax.device_get(step_metrics).items() if k != "loss_tokens"}
-                speed, speed_text = progress.measure(current, end)
-                values.update(speed)
-                log(
-                    f"step {current}/{total_steps} loss {values['loss']:.4f} "
-                    f"token acc {values['token_accuracy']:.3f} lr {values['learning_rate']:.2e} {speed_text}"
-                )
-                writer.write(current, "train", values)
-                last_train = values
-                if due_eval:
-                    eval_values = evaluate(current)
-                progress.new_window(current)
-            if current % config.train.checkpoint_every == 0:
-                checkpoints.save(current, state)
-            if stop.received:
-                log(f"{stop.received} received: saving a checkpoint at step {current} and stopping")
-                break
-        stopped_early = current < total_steps
-        if not stopped_early and not eval_values:  # a finished run started again: report the results it recorded
-            eval_values = _last_record(writer.path, "eval")
-        checkpoints.save(current, state)
-        checkpoints.close()
-    writer.close()
-    return RunSummary(
-        workdir=workdir,
-        steps=current,
-        final_loss=last_train.get("loss"),
-        eval_metrics=eval_values,
-        checkpoint_dir=checkpoints.directory,
-        metrics_path=writer.path,
-        stopped_early=stopped_early,
-        state=state,
-    )
+    """Train (or resume) the run described by `config`; return its summary. Raises
+    TrainingDiverged (keeping the last good checkpoint) if its numbers stop being finite."""
+    summary = run_group([config], stop_at_step=stop_at_step, log=log)[0]
+    if summary.failure:
+        raise TrainingDiverged(summary.failure)
+    return summary

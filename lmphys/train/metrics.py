@@ -39,9 +39,14 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
 class MetricsWriter:
     """Appends `{"step": s, "split": ..., name: value}` lines to metrics.jsonl and to TensorBoard."""
 
-    def __init__(self, workdir: str, resume_step: int = 0):
-        os.makedirs(workdir, exist_ok=True)
+    def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True):
+        """`enabled=False` (hosts other than process 0 of a multi-host job) writes nothing."""
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+        self._tensorboard = None
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
         self._drop_lines_after(resume_step)
         # Imported here: tensorboardX pulls in protobuf, which the rest of the package doesn't need.
         from tensorboardX import SummaryWriter
@@ -59,6 +64,8 @@ class MetricsWriter:
             handle.writelines(kept)
 
     def write(self, step: int, split: str, values: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
         record = {"step": int(step), "split": split}
         record.update({name: float(value) for name, value in values.items()})
         with open(self.path, "a") as handle:
@@ -67,7 +74,8 @@ class MetricsWriter:
             self._tensorboard.add_scalar(f"{split}/{name}", float(value), int(step))
 
     def close(self) -> None:
-        self._tensorboard.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
 
 
 def read_metrics(workdir: str) -> list[dict]:

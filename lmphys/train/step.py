@@ -1,9 +1,10 @@
-"""Pure init / train / eval steps over pytrees.
+"""Pure init / train / eval steps over pytrees, and the jitted, sharded step of K stacked models.
 
-The training state is a plain dict pytree `{"step", "params", "opt_state"}`: params are the model's
-parameters as nested dicts of arrays (`nnx.to_pure_dict`), applied through `nnx.merge(graphdef, ...)`
-inside jit. Nothing here holds Python state, so the same functions can be jitted, vmapped over K
-stacked models, sharded, and checkpointed as they are.
+The training state of one model is a plain dict pytree `{"step", "params", "opt_state", "hparams"}`:
+params are the model's parameters as nested dicts of arrays (`nnx.to_pure_dict`), applied through
+`nnx.merge(graphdef, ...)` inside jit; hparams are the model's own schedule values (optim.py).
+Nothing here holds Python state, so the same functions are vmapped over K stacked models, sharded
+over a mesh and checkpointed as they are.
 """
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
+from lmphys import parallel
 from lmphys.models import transformer
 from lmphys.tasks.base import Batch
+from lmphys.train import optim
 
 TrainState = dict[str, Any]
 Metrics = dict[str, jax.Array]
+# (stacked states, data keys [K], dropout keys [K]) -> (stacked states, metrics of shape [K])
+StepFn = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
 
 
 def init_model(model_cfg: transformer.ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, dict]:
@@ -28,8 +35,13 @@ def init_model(model_cfg: transformer.ModelConfig, key: jax.Array) -> tuple[nnx.
     return graphdef, nnx.to_pure_dict(state)
 
 
-def init_state(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+def init_state(params: dict, optimizer: optax.GradientTransformation, optim_cfg: ml_collections.ConfigDict) -> TrainState:
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": optimizer.init(params),
+        "hparams": optim.model_hparams(optim_cfg),
+    }
 
 
 def loss_and_metrics(
@@ -49,18 +61,23 @@ def loss_and_metrics(
 def train_step(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
+    schedule: optim.Schedule,
     state: TrainState,
     batch: Batch,
     dropout_key: jax.Array | None,
 ) -> tuple[TrainState, Metrics]:
-    """One AdamW update on one batch."""
+    """One AdamW update of one model on one batch, at the model's own scheduled learning rate."""
+    hparams = state["hparams"]
+    learning_rate = schedule(state["step"], hparams["peak_learning_rate"], hparams["warmup_steps"])
+    opt_state = optim.with_learning_rate(state["opt_state"], learning_rate)
     grad_fn = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)
     (_, metrics), grads = grad_fn(graphdef, state["params"], batch, dropout_key)
-    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+    updates, opt_state = optimizer.update(grads, opt_state, state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
-    metrics["learning_rate"] = current_learning_rate(opt_state)
-    return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+    metrics["learning_rate"] = learning_rate
+    new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "hparams": hparams}
+    return new_state, metrics
 
 
 def eval_step(graphdef: nnx.GraphDef, params: dict, batch: Batch) -> Metrics:
@@ -68,31 +85,48 @@ def eval_step(graphdef: nnx.GraphDef, params: dict, batch: Batch) -> Metrics:
     return loss_and_metrics(graphdef, params, batch, None)[1]
 
 
-def current_learning_rate(opt_state: Any) -> jax.Array:
-    """The learning rate `inject_hyperparams` used for the latest update."""
-    for leaf in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: hasattr(x, "hyperparams")):
-        if hasattr(leaf, "hyperparams"):
-            return leaf.hyperparams["learning_rate"]
-    raise ValueError("the optimizer state carries no injected learning rate")
-
-
 def make_step_fn(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
+    schedule: optim.Schedule,
     make_batch: Callable[[jax.Array], Batch],
-    data_key: jax.Array,
-    dropout_key: jax.Array,
     use_dropout: bool,
-) -> Callable[[TrainState], tuple[TrainState, Metrics]]:
-    """The jitted step of a run: batch s is made on device from (data_key, s), then one update.
+    mesh: Mesh,
+    stacked_state: TrainState,
+) -> StepFn:
+    """The jitted step of K stacked models on `mesh`: each model makes its batch on device from
+    (its data key, its step), then takes one update; the states are donated.
 
-    Data and dropout keys are folded from the run's keys and the state's own step counter, so a
-    resumed run replays exactly the batches and dropout masks of an uninterrupted one.
+    Data and dropout keys are folded with each state's own step counter, so a resumed run replays
+    exactly the batches and dropout masks of an uninterrupted one. `stacked_state` (arrays or
+    shapes) fixes the state's shardings.
     """
 
-    def step_fn(state: TrainState) -> tuple[TrainState, Metrics]:
-        batch = make_batch(jax.random.fold_in(data_key, state["step"]))
+    def one_model(state: TrainState, data_key: jax.Array, dropout_key: jax.Array):
+        batch = parallel.constrain_rows(make_batch(jax.random.fold_in(data_key, state["step"])))
         step_dropout_key = jax.random.fold_in(dropout_key, state["step"]) if use_dropout else None
-        return train_step(graphdef, optimizer, state, batch, step_dropout_key)
+        return train_step(graphdef, optimizer, schedule, state, batch, step_dropout_key)
 
-    return jax.jit(step_fn, donate_argnums=0)
+    def step_fn(states: TrainState, data_keys: jax.Array, dropout_keys: jax.Array):
+        return jax.vmap(one_model, spmd_axis_name="models")(states, data_keys, dropout_keys)
+
+    state_sharding = parallel.state_shardings(mesh, stacked_state)
+    per_model = parallel.per_model_sharding(mesh)
+    jitted = jax.jit(
+        step_fn,
+        in_shardings=(state_sharding, per_model, per_model),
+        out_shardings=(state_sharding, per_model),
+        donate_argnums=0,
+    )
+
+    def run_on_mesh(states, data_keys, dropout_keys):
+        with jax.set_mesh(mesh):  # the bare PartitionSpecs of constrain_rows refer to this mesh
+            return jitted(states, data_keys, dropout_keys)
+
+    return run_on_mesh
+
+
+def finite_models(params: dict) -> jax.Array:
+    """[K] booleans: whether every parameter of each stacked model is finite."""
+    leaves = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1) for leaf in jax.tree.leaves(params)]
+    return jnp.stack(leaves).all(axis=0)

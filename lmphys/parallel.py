@@ -1,0 +1,207 @@
+"""Meshes, shardings and hosts: how one training job spreads over devices.
+
+Every job runs on one mesh with three named axes:
+
+- `models`: K stacked models (trials that share shapes) split over device groups;
+- `data`:   the rows of each model's batch split over devices (data parallel);
+- `fsdp`:   rows split too, and each parameter and optimizer leaf sharded along one dimension
+            (fully sharded data parallel), gathered by XLA where a layer needs it.
+
+Train states carry the K axis first on every leaf, so a leaf's sharding is `P("models", ...)`
+plus, under FSDP, `"fsdp"` on its largest dimension that the axis size divides. Batches are
+`[K, B, T]` with rows over `("data", "fsdp")`. The axes are `Auto` (GSPMD propagation), so the
+model code needs no sharding annotations of its own.
+
+Data is made on device inside the jitted step from (seed, step); with JAX's partitionable
+threefry, the random bits of an array do not depend on how it is sharded, so the batch of step s is
+the same on 1 device, 8 devices or 8 hosts, and each device (hence each host) computes only its own
+rows. Host-side data pipelines take their rows from `host_rows`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+import ml_collections
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from lmphys.errors import ConfigError
+
+AXES = ("models", "data", "fsdp")
+BATCH_ROWS = ("data", "fsdp")  # mesh axes the rows of a batch are split over
+DISTRIBUTED_MODES = ("auto", "on", "off")
+
+
+def mesh_shape(parallel: ml_collections.ConfigDict, num_devices: int, num_models: int) -> tuple[int, int, int]:
+    """(models, data, fsdp) sizes for a job given `num_devices`: `parallel.data = -1` takes every
+    device left; explicit sizes may use fewer devices than there are."""
+    models, data, fsdp = parallel.models, parallel.data, parallel.fsdp
+    for field, value in (("parallel.models", models), ("parallel.fsdp", fsdp)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{field} = {value!r} is invalid: it must be a positive integer")
+    if data == -1:
+        if num_devices % (models * fsdp):
+            raise ConfigError(
+                f"parallel.models x parallel.fsdp = {models * fsdp} is invalid: it must divide the "
+                f"{num_devices} devices of this job"
+            )
+        data = num_devices // (models * fsdp)
+    if not isinstance(data, int) or data < 1 or models * data * fsdp > num_devices:
+        raise ConfigError(
+            f"parallel.data = {parallel.data!r} is invalid: models x data x fsdp must be at most the "
+            f"{num_devices} devices of this job (or set data = -1 to use every device left)"
+        )
+    if num_models % models:
+        raise ConfigError(
+            f"parallel.models = {models} is invalid: it must divide the {num_models} stacked models of this job"
+        )
+    return models, data, fsdp
+
+
+def make_mesh(
+    parallel: ml_collections.ConfigDict, num_models: int = 1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
+    """The job's ("models", "data", "fsdp") mesh over the first models x data x fsdp of `devices`
+    (default: every device)."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = mesh_shape(parallel, len(devices), num_models)
+    used = devices[: shape[0] * shape[1] * shape[2]]
+    return jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * len(AXES), devices=used)
+
+
+def check_batch(mesh: Mesh, batch_size: int) -> None:
+    rows = mesh.shape["data"] * mesh.shape["fsdp"]
+    if batch_size % rows:
+        raise ConfigError(
+            f"task.batch_size = {batch_size} is invalid: it must be a multiple of data x fsdp = {rows} "
+            "devices, which each take an equal share of the rows"
+        )
+
+
+def _fsdp_dim(shape: tuple[int, ...], fsdp: int) -> int | None:
+    """The per-model dimension to shard over `fsdp`: the largest that the axis divides."""
+    candidates = [(size, dim) for dim, size in enumerate(shape) if size >= fsdp and size % fsdp == 0]
+    return max(candidates)[1] if candidates and fsdp > 1 else None
+
+
+def leaf_spec(stacked_shape: tuple[int, ...], fsdp: int) -> P:
+    """Partition spec of one stacked leaf [K, ...]: K over `models`, one dimension over `fsdp`."""
+    per_model = stacked_shape[1:]
+    spec: list[Any] = [None] * len(per_model)
+    dim = _fsdp_dim(per_model, fsdp)
+    if dim is not None:
+        spec[dim] = "fsdp"
+    return P("models", *spec)
+
+
+def state_shardings(mesh: Mesh, stacked_state: Any) -> Any:
+    """NamedShardings for every leaf of a stacked state (arrays or ShapeDtypeStructs)."""
+    fsdp = mesh.shape["fsdp"]
+    return jax.tree.map(lambda leaf: NamedSharding(mesh, leaf_spec(tuple(leaf.shape), fsdp)), stacked_state)
+
+
+def per_model_sharding(mesh: Mesh) -> NamedSharding:
+    """For [K] arrays: per-model keys and metrics."""
+    return NamedSharding(mesh, P("models"))
+
+
+def local_copy_of_model(mesh: Mesh, stacked: Any, index: int) -> Any:
+    """Model `index` of a stacked, sharded pytree as whole arrays on this host's first device of
+    the mesh (for evaluation and summaries). XLA gathers the model's shards over the mesh, which
+    works the same for one host and for several."""
+    replicated = _gather_model(mesh)(stacked, index)
+    local = first_local_device(mesh)
+    return jax.tree.map(lambda leaf: jax.device_put(leaf.addressable_data(0), local), replicated)
+
+
+def first_local_device(mesh: Mesh) -> jax.Device:
+    """This host's first device of the mesh: where a job keeps its unsharded arrays."""
+    return next(device for device in mesh.devices.flat if device.process_index == jax.process_index())
+
+
+_GATHERS: dict[Mesh, Any] = {}
+
+
+def _gather_model(mesh: Mesh):
+    if mesh not in _GATHERS:
+        everywhere = NamedSharding(mesh, P())
+        _GATHERS[mesh] = jax.jit(lambda tree, index: jax.tree.map(lambda leaf: leaf[index], tree),
+                                 out_shardings=everywhere)
+    return _GATHERS[mesh]
+
+
+def constrain_rows(tree: Any) -> Any:
+    """Split the rows (leading axis) of every array in `tree` over the batch axes of the current
+    mesh. Inside `jax.vmap(..., spmd_axis_name="models")` the stacked axis goes over `models`."""
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, P(BATCH_ROWS)), tree)
+
+
+def host_rows(batch_size: int, process_index: int | None = None, process_count: int | None = None) -> slice:
+    """The rows of a global batch that this host feeds, for data made on the host: hosts take
+    equal consecutive blocks, in process order, as the devices of the `data` axis are laid out."""
+    index = jax.process_index() if process_index is None else process_index
+    count = jax.process_count() if process_count is None else process_count
+    if batch_size % count:
+        raise ConfigError(f"task.batch_size = {batch_size} is invalid: it must be a multiple of the {count} hosts")
+    per_host = batch_size // count
+    return slice(index * per_host, (index + 1) * per_host)
+
+
+def wants_distributed(parallel: ml_collections.ConfigDict, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process is one of several that form a job (and must call
+    `jax.distributed.initialize`): explicit config, a multi-task SLURM step, or a multi-host TPU
+    slice. SLURM array tasks run one process each and stay independent."""
+    mode = parallel.distributed
+    if mode not in DISTRIBUTED_MODES:
+        raise ConfigError(f"parallel.distributed = {mode!r} is invalid: it must be one of {', '.join(DISTRIBUTED_MODES)}")
+    if mode != "auto":
+        return mode == "on"
+    if parallel.coordinator_address:
+        return True
+    if int(environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return True
+    hosts = environ.get("TPU_WORKER_HOSTNAMES", "")
+    return len([host for host in hosts.split(",") if host]) > 1
+
+
+def initialize_distributed(parallel: ml_collections.ConfigDict, log=print) -> bool:
+    """Join the multi-host job when `wants_distributed` says so; return whether it did. JAX reads
+    the coordinator, process count and index from SLURM or the TPU environment unless the config
+    names them."""
+    if not wants_distributed(parallel):
+        return False
+    kwargs = {}
+    if parallel.coordinator_address:
+        kwargs = {
+            "coordinator_address": parallel.coordinator_address,
+            "num_processes": parallel.num_processes,
+            "process_id": parallel.process_id,
+        }
+    jax.distributed.initialize(**kwargs)
+    log(f"joined a {jax.process_count()}-host job as process {jax.process_index()}, "
+        f"{jax.local_device_count()} local of {jax.device_count()} devices")
+    return True
+
+
+def is_primary() -> bool:
+    """Process 0 writes the files that exist once per job (metrics, configs, results)."""
+    return jax.process_index() == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSlices:
+    """Local devices cut into `count` equal groups, one per concurrent job of a sweep."""
+
+    count: int
+
+    def split(self, devices: Sequence[jax.Device] | None = None) -> list[list[jax.Device]]:
+        devices = list(jax.local_devices() if devices is None else devices)
+        if self.count < 1 or len(devices) % self.count:
+            raise ConfigError(
+                f"parallel_jobs = {self.count} is invalid: it must divide the {len(devices)} local devices"
+            )
+        size = len(devices) // self.count
+        return [devices[i * size:(i + 1) * size] for i in range(self.count)]
+
