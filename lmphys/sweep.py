@@ -1,30 +1,45 @@
-"""Sweeps: a grid of config overrides -> trials with stable ids -> runs, each in its own workdir.
+"""Sweeps: a grid of config overrides -> trials with stable ids -> stacked jobs, each trial in its
+own workdir.
 
 A sweep config (configs/sweeps/*.py) holds a complete run config as `base`, a `grid` that mirrors
-the config's layout with a list of values per swept field, and the post-training `analyses` to run
-on each trial. Restarting a sweep skips finished trials (those with a result.json) and resumes an
-interrupted one from its checkpoint; a trial that raises is recorded in its error.txt and the
-others go on. Trials run one after another here; batching trials that share shapes into one
-vmapped job and spreading jobs over devices and hosts come with the scale-out work.
+the config's layout with a list of values per swept field, the post-training `analyses` to run on
+each trial, and optionally `max_models_per_job` (default 8).
+
+`plan` expands the grid and groups trials that share shapes (train/stack.py: they differ only in
+seeds, data order, learning rate, warmup or weight decay) into jobs of up to `max_models_per_job`
+models that train as one vmapped step. The grouping depends on the grid alone, so a restarted sweep
+rebuilds the same jobs and each resumes bit-exactly. Jobs run one after another on every local
+device, or `parallel_jobs` at a time on equal slices of the devices (threads; JAX releases the
+GIL while devices compute), or spread over a cluster: job j runs in array task j mod n
+(`job_index`, `num_jobs`, read from SLURM when unset).
+
+Restarting skips finished trials (those with a result.json) and resumes interrupted ones from their
+checkpoints; a trial that fails (bad config, exception, diverged loss) is recorded in its
+error.txt, the others go on, and a restart tries it again.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import itertools
 import json
 import os
+import queue
+import threading
 import time
 import traceback
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
-from lmphys.errors import ConfigError
-from lmphys.train import loop
+from lmphys import config as config_lib, parallel
+from lmphys.errors import ConfigError, LmphysError
+from lmphys.train import loop, stack
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
+DEFAULT_MAX_MODELS_PER_JOB = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +94,36 @@ def expand(grid: Any) -> list[Trial]:
     return [Trial(tuple(zip(names, combo))) for combo in combos]
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Trials that train stacked in one step (or one trial whose config is invalid)."""
+
+    index: int
+    trials: tuple[Trial, ...]
+
+    @property
+    def name(self) -> str:
+        return self.trials[0].trial_id + (f" +{len(self.trials) - 1} stacked" if len(self.trials) > 1 else "")
+
+
+def plan(sweep: ml_collections.ConfigDict) -> list[Job]:
+    """The sweep's jobs: trials grouped by shape, in grid order, at most max_models_per_job each."""
+    limit = sweep.get("max_models_per_job", DEFAULT_MAX_MODELS_PER_JOB)
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"max_models_per_job = {limit!r} is invalid: it must be a positive integer")
+    groups: dict[str, list[Trial]] = {}
+    for trial in expand(sweep.grid):
+        config = trial.config(sweep.base, sweep.workdir)
+        try:
+            config_lib.validate(config)
+            key = stack.shape_key(config)
+        except LmphysError:
+            key = "invalid:" + trial.trial_id  # alone, so that its error names only itself
+        groups.setdefault(key, []).append(trial)
+    chunks = [group[start:start + limit] for group in groups.values() for start in range(0, len(group), limit)]
+    return [Job(index, tuple(chunk)) for index, chunk in enumerate(chunks)]
+
+
 def _write_json(path: str, payload: dict) -> None:
     """Write via a temporary file so a killed sweep never leaves half a result behind."""
     temporary = path + ".tmp"
@@ -99,39 +144,152 @@ def _structure_analysis(config: ml_collections.ConfigDict, summary: loop.RunSumm
 ANALYSES: dict[str, Analysis] = {"structure": _structure_analysis}
 
 
-def run_sweep(sweep: ml_collections.ConfigDict, *, log: Callable[[str], None] = functools.partial(print, flush=True)) -> dict[str, str]:
-    """Run every unfinished trial of `sweep`; return {trial_id: 'done' | 'failed' | 'stopped'}."""
+def trial_status(workdir: str, trial: Trial) -> str:
+    """done (result.json), failed (error.txt), interrupted (a checkpoint, no result) or pending."""
+    trial_dir = os.path.join(workdir, "trials", trial.trial_id)
+    if os.path.exists(os.path.join(trial_dir, RESULT_FILE)):
+        return "done"
+    if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
+        return "failed"
+    if _checkpoint_steps(trial_dir):
+        return "interrupted"
+    return "pending"
+
+
+def _checkpoint_steps(trial_dir: str) -> list[int]:
+    """Finished checkpoint steps (orbax renames a step's directory to its number when complete)."""
+    directory = os.path.join(trial_dir, "checkpoints")
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+class _Board:
+    """Trial states shared by the job threads, and the progress line with the ETA."""
+
+    def __init__(self, status: dict[str, str], jobs_to_run: int, parallel_jobs: int, log):
+        self.status, self.jobs_left, self.parallel_jobs, self._log = status, jobs_to_run, parallel_jobs, log
+        self._durations: list[float] = []
+        self._lock = threading.Lock()
+
+    def counts(self) -> str:
+        names = ("done", "running", "failed", "interrupted", "pending")
+        counts = {name: sum(value == name for value in self.status.values()) for name in names}
+        return ", ".join(f"{count} {name}" for name, count in counts.items() if count or name in ("done", "failed"))
+
+    def _eta(self) -> str:
+        if not self._durations or not self.jobs_left:
+            return ""
+        mean = sum(self._durations) / len(self._durations)
+        waves = -(-self.jobs_left // self.parallel_jobs)
+        return f"; ETA {loop.format_duration(waves * mean)}"
+
+    def update(self, job: Job, new: Mapping[str, str], seconds: float | None = None) -> None:
+        with self._lock:
+            self.status.update(new)
+            if seconds is not None:
+                self._durations.append(seconds)
+                self.jobs_left -= 1
+            verb = "started" if seconds is None else f"ended in {loop.format_duration(seconds)}"
+            self._log(f"[job {job.index}] {job.name} {verb} -- trials: {self.counts()}{self._eta()}")
+
+
+def run_sweep(
+    sweep: ml_collections.ConfigDict,
+    *,
+    job_index: int = 0,
+    num_jobs: int = 1,
+    parallel_jobs: int = 1,
+    log: Callable[[str], None] = functools.partial(print, flush=True),
+) -> dict[str, str]:
+    """Run the unfinished trials of this process's share of the jobs; return {trial_id: state}
+    for those trials (done, failed or stopped)."""
     unknown = [name for name in sweep.analyses if name not in ANALYSES]
     if unknown:
         raise ConfigError(f"analyses = {list(sweep.analyses)!r} is invalid: each must be one of {', '.join(ANALYSES)}")
-    trials = expand(sweep.grid)
+    if not 0 <= job_index < num_jobs:
+        raise ConfigError(f"job_index = {job_index} is invalid: it must lie in [0, num_jobs = {num_jobs})")
     workdir = os.path.abspath(sweep.workdir)
+    sweep = sweep.copy_and_resolve_references()
+    sweep.workdir = workdir
+    jobs = [job for job in plan(sweep) if job.index % num_jobs == job_index]
+    slices = parallel.DeviceSlices(parallel_jobs).split()
     os.makedirs(workdir, exist_ok=True)
-    status = {trial.trial_id: _status(workdir, trial) for trial in trials}
-    log(f"sweep {workdir}: {len(trials)} trials, {_counts(status)}")
-    durations = []
-    for index, trial in enumerate(trials, 1):
-        if status[trial.trial_id] == "done":
-            continue
-        config = trial.config(sweep.base, workdir)
-        log(f"[{index}/{len(trials)}] {trial.trial_id} ({_counts(status)}{_eta(durations, status)})")
-        started = time.perf_counter()
-        status[trial.trial_id] = _run_trial(trial, config, sweep.analyses, log)
-        durations.append(time.perf_counter() - started)
-        if status[trial.trial_id] == "stopped":
-            log("sweep stopped by a signal; rerun the same command to resume")
-            break
-    log(f"sweep {workdir}: {_counts(status)}")
-    return status
+    status = {trial.trial_id: trial_status(workdir, trial) for job in jobs for trial in job.trials}
+    to_run = [job for job in jobs if any(status[trial.trial_id] != "done" for trial in job.trials)]
+    share = f" (array task {job_index} of {num_jobs})" if num_jobs > 1 else ""
+    board = _Board(status, len(to_run), parallel_jobs, log)
+    log(f"sweep {workdir}{share}: {len(status)} trials in {len(jobs)} jobs, {len(to_run)} to run, "
+        f"{parallel_jobs} at a time on {len(slices[0])} device(s) each -- trials: {board.counts()}")
+
+    free_slices: queue.Queue = queue.Queue()
+    for devices in slices:
+        free_slices.put(devices)
+    with loop.StopSignal() as stop:
+
+        def run_job(job: Job) -> None:
+            if stop.received:
+                return
+            devices = free_slices.get()
+            try:
+                started = time.perf_counter()
+                board.update(job, {t.trial_id: "running" for t in job.trials if status[t.trial_id] != "done"})
+                prefix = f"[job {job.index}]    " if parallel_jobs > 1 else "    "
+                outcome = _run_job(job, sweep, devices, stop, lambda line: log(prefix + line))
+                board.update(job, outcome, time.perf_counter() - started)
+            finally:
+                free_slices.put(devices)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel_jobs) as pool:
+            for future in [pool.submit(run_job, job) for job in to_run]:
+                future.result()
+    if stop.received:
+        log(f"sweep stopped by {stop.received}; rerun the same command to resume")
+    final = {trial_id: ("stopped" if value in ("running", "interrupted", "pending") and stop.received else value)
+             for trial_id, value in status.items()}
+    log(f"sweep {workdir}: trials: {board.counts()}")
+    return final
 
 
-def _run_trial(trial: Trial, config: ml_collections.ConfigDict, analyses: Iterable[str], log) -> str:
-    os.makedirs(config.workdir, exist_ok=True)
-    error_path = os.path.join(config.workdir, ERROR_FILE)
+def _run_job(job: Job, sweep, devices, stop, log) -> dict[str, str]:
+    """Train the job's unfinished trials stacked, then record each one's result or error."""
+    trials = [trial for trial in job.trials if trial_status(sweep.workdir, trial) != "done"]
+    configs = [trial.config(sweep.base, sweep.workdir) for trial in trials]
+    for config in configs:
+        os.makedirs(config.workdir, exist_ok=True)
+    outcome: dict[str, str] = {}
     try:
-        summary = loop.run(config, log=lambda line: log("    " + line))
-        if summary.stopped_early:
-            return "stopped"
+        summaries = loop.run_group(configs, log=log, stop=stop, devices=devices)
+    except LmphysError as error:  # a user error: its one sentence says it all
+        for trial, config in zip(trials, configs):
+            outcome[trial.trial_id] = _record_failure(config, f"{error}\n", log)
+        return outcome
+    except Exception:  # one failing job is recorded and must not stop the others
+        error = traceback.format_exc()
+        for trial, config in zip(trials, configs):
+            outcome[trial.trial_id] = _record_failure(config, error, log)
+        return outcome
+    for trial, config, summary in zip(trials, configs, summaries):
+        if summary.failure:
+            outcome[trial.trial_id] = _record_failure(config, summary.failure + "\n", log)
+        elif summary.stopped_early:
+            outcome[trial.trial_id] = "interrupted"
+        else:
+            outcome[trial.trial_id] = _record_result(trial, config, summary, sweep.analyses, log)
+    return outcome
+
+
+def _record_failure(config: ml_collections.ConfigDict, error: str, log) -> str:
+    path = os.path.join(config.workdir, ERROR_FILE)
+    if parallel.is_primary():
+        with open(path, "w") as handle:
+            handle.write(error)
+    log(f"failed: {error.strip().splitlines()[-1]} (see {path})")
+    return "failed"
+
+
+def _record_result(trial: Trial, config, summary: loop.RunSummary, analyses: Iterable[str], log) -> str:
+    try:
         result = {
             "trial_id": trial.trial_id,
             "overrides": dict(trial.overrides),
@@ -140,33 +298,28 @@ def _run_trial(trial: Trial, config: ml_collections.ConfigDict, analyses: Iterab
             "eval": summary.eval_metrics,
             "analyses": {name: ANALYSES[name](config, summary) for name in analyses},
         }
-    except Exception:  # one failing trial is recorded and must not stop the others
-        with open(error_path, "w") as handle:
-            handle.write(traceback.format_exc())
-        log(f"    failed: see {error_path}")
-        return "failed"
-    if os.path.exists(error_path):
-        os.remove(error_path)
-    _write_json(os.path.join(config.workdir, RESULT_FILE), result)
+    except Exception:
+        return _record_failure(config, traceback.format_exc(), log)
+    error_path = os.path.join(config.workdir, ERROR_FILE)
+    if parallel.is_primary():
+        if os.path.exists(error_path):
+            os.remove(error_path)
+        _write_json(os.path.join(config.workdir, RESULT_FILE), result)
     return "done"
 
 
-def _status(workdir: str, trial: Trial) -> str:
-    trial_dir = os.path.join(workdir, "trials", trial.trial_id)
-    if os.path.exists(os.path.join(trial_dir, RESULT_FILE)):
-        return "done"
-    if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
-        return "failed"
-    return "pending"
-
-
-def _counts(status: dict[str, str]) -> str:
-    counts = {name: sum(value == name for value in status.values()) for name in ("done", "failed", "pending")}
-    return ", ".join(f"{count} {name}" for name, count in counts.items())
-
-
-def _eta(durations: list[float], status: dict[str, str]) -> str:
-    if not durations:
-        return ""
-    remaining = sum(value != "done" for value in status.values())
-    return f", ETA {loop.format_duration(remaining * sum(durations) / len(durations))}"
+def status_lines(sweep: ml_collections.ConfigDict) -> list[str]:
+    """A view of a sweep's progress from its files, without running anything (for --status)."""
+    workdir = os.path.abspath(sweep.workdir)
+    lines, counts = [], {}
+    for job in plan(sweep):
+        for trial in job.trials:
+            state = trial_status(workdir, trial)
+            counts[state] = counts.get(state, 0) + 1
+            detail = ""
+            if state == "interrupted":
+                steps = _checkpoint_steps(os.path.join(workdir, "trials", trial.trial_id))
+                detail = f" at step {steps[-1]}/{trial.config(sweep.base, workdir).train.steps}"
+            lines.append(f"job {job.index:3d}  {state:11s}{detail:>16s}  {trial.trial_id}")
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+    return [f"sweep {workdir}: {summary}"] + lines

@@ -1,17 +1,37 @@
-"""Run a sweep: `python scripts/sweep.py --config=configs/sweeps/part1_small.py`.
+"""Run a sweep: `python scripts/sweep.py --config=configs/sweeps/depth_width.py`.
 
-Each trial trains in <sweep workdir>/trials/<trial id>/ and records result.json; rerunning the same
-command skips finished trials and resumes an interrupted one. Then: scripts/report.py --sweep=DIR.
+Trials that share shapes train stacked in one job; each trial writes <sweep workdir>/trials/<id>/
+and its result.json. Rerunning the same command skips finished trials and resumes interrupted ones.
+
+    --status                 print each trial's state from the files and exit (run it anywhere)
+    --parallel_jobs=N        N jobs at once, each on 1/N of this host's devices
+    --job_index=i --num_jobs=n   run jobs j with j mod n == i (default: from a SLURM job array)
+
+Then: scripts/report.py --sweep=DIR.
 """
+import os
 import sys
 
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
-from lmphys import sweep
-from lmphys import cli
+from lmphys import cli, parallel, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=False)
+_STATUS = flags.DEFINE_bool("status", False, "Print the state of every trial and exit.")
+_PARALLEL_JOBS = flags.DEFINE_integer("parallel_jobs", 1, "Jobs to run at once on slices of the local devices.")
+_JOB_INDEX = flags.DEFINE_integer("job_index", None, "This array task's index (default: SLURM_ARRAY_TASK_ID).")
+_NUM_JOBS = flags.DEFINE_integer("num_jobs", None, "Array tasks in all (default: SLURM_ARRAY_TASK_COUNT).")
+
+
+def _array_task() -> tuple[int, int]:
+    """(index, count) of this process among the sweep's array tasks: flags, else SLURM, else (0, 1)."""
+    environ = os.environ
+    index = _JOB_INDEX.value
+    if index is None:
+        index = int(environ.get("SLURM_ARRAY_TASK_ID", 0)) - int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
+    count = _NUM_JOBS.value if _NUM_JOBS.value is not None else int(environ.get("SLURM_ARRAY_TASK_COUNT", 1))
+    return index, count
 
 
 def main(argv):
@@ -21,7 +41,14 @@ def main(argv):
         raise app.UsageError("--config=configs/sweeps/<name>.py is required")
     cli.quiet_library_logs()
     with cli.user_errors():
-        status = sweep.run_sweep(_CONFIG.value)
+        if _STATUS.value:
+            print("\n".join(sweep.status_lines(_CONFIG.value)))
+            return
+        parallel.initialize_distributed(_CONFIG.value.base.parallel)
+        job_index, num_jobs = _array_task()
+        status = sweep.run_sweep(
+            _CONFIG.value, job_index=job_index, num_jobs=num_jobs, parallel_jobs=_PARALLEL_JOBS.value
+        )
     sys.exit(0 if all(value == "done" for value in status.values()) else 1)
 
 

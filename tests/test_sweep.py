@@ -1,13 +1,18 @@
 """Sweeps expand grids into stable trials, survive a failing trial, skip finished ones on restart,
 and report one row per trial."""
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import ml_collections
 import pytest
 
 from lmphys import report, sweep
+from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
-from tests.conftest import tiny_config
+from tests.conftest import REPO, tiny_config
 
 
 def make_sweep(workdir, grid):
@@ -46,9 +51,9 @@ def test_a_failing_trial_is_recorded_and_the_rest_finish_then_restart_skips_them
 
     lines.clear()
     status = sweep.run_sweep(config, log=lines.append)
-    assert status["num_heads=2"] == "done"
-    assert not any("[1/2] num_heads=2" in line for line in lines), "a finished trial ran again"
-    assert any("[2/2] num_heads=3" in line for line in lines), "a failed trial is retried on restart"
+    assert status == {"num_heads=2": "done", "num_heads=3": "failed"}
+    assert not any("num_heads=2 started" in line for line in lines), "a finished trial ran again"
+    assert any("num_heads=3 started" in line for line in lines), "a failed trial is retried on restart"
 
     rows = report.collect(str(tmp_path / "sweep"))
     assert [(row["trial"], row["status"]) for row in rows] == [("num_heads=2", "done"), ("num_heads=3", "failed")]
@@ -59,3 +64,75 @@ def test_a_failing_trial_is_recorded_and_the_rest_finish_then_restart_skips_them
     written = report.write_tables(rows, str(tmp_path / "sweep"), names)
     written += tuple(report.plot(rows, str(tmp_path / "sweep"), {"accuracy": ["eval.gen_accuracy"]}))
     assert all(os.path.getsize(path) > 0 for path in written)
+
+
+def test_trials_that_share_shapes_are_grouped_into_stacked_jobs(tmp_path):
+    config = make_sweep(tmp_path / "sweep", {"model": {"num_layers": [1, 2], "num_heads": [2, 3]}, "seed": [0, 1, 2]})
+    config.max_models_per_job = 2
+    jobs = sweep.plan(config)
+    groups = [[trial.trial_id for trial in job.trials] for job in jobs]
+    assert groups[:2] == [
+        ["num_heads=2,num_layers=1,seed=0", "num_heads=2,num_layers=1,seed=1"],
+        ["num_heads=2,num_layers=1,seed=2"],
+    ]
+    # num_heads=3 does not divide the width: each such trial is a job of its own, to fail alone
+    assert ["num_heads=3,num_layers=1,seed=0"] in groups and len(groups) == 10
+    assert sorted(t for group in groups for t in group) == sorted(t.trial_id for t in sweep.expand(config.grid))
+    assert [job.index for job in jobs] == list(range(10))
+
+
+DEPTH_WIDTH = os.path.join(REPO, "configs", "sweeps", "depth_width.py")
+
+
+def _table(workdir):
+    rows = report.collect(str(workdir))
+    return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows]
+
+
+def test_a_killed_sweep_restarts_and_ends_with_the_table_of_an_uninterrupted_one(tmp_path):
+    """The acceptance run at tiny scale: 2 depths x 2 widths x 2 seeds in 4 stacked jobs, killed
+    with SIGKILL in the middle of a job, then restarted with the same command."""
+    killed_dir = tmp_path / "killed"
+    command = [sys.executable, os.path.join(REPO, "scripts", "sweep.py"), f"--config={DEPTH_WIDTH}:tiny",
+               f"--config.workdir={killed_dir}"]
+    log_path = tmp_path / "killed.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
+        plan = sweep.plan(_tiny(killed_dir))
+        # Kill it (no chance to save) as soon as some trial has a finished checkpoint but no result.
+        while process.poll() is None and not _interrupted(killed_dir, plan):
+            time.sleep(0.005)
+        process.kill()
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, log_path.read_text()[-3000:]
+    states = {t.trial_id: sweep.trial_status(str(killed_dir), t) for job in plan for t in job.trials}
+    assert "interrupted" in states.values() and "done" not in {states[t.trial_id] for t in plan[-1].trials}
+    assert "interrupted" in "\n".join(sweep.status_lines(_tiny(killed_dir)))
+
+    restarted = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert restarted.returncode == 0, restarted.stdout[-3000:] + restarted.stderr[-3000:]
+    assert "resumed from step" in restarted.stdout or "resuming all 2 stacked models from step 0" in restarted.stdout
+    for job in plan:  # finished jobs are not run again
+        finished = all(states[t.trial_id] == "done" for t in job.trials)
+        assert (f"[job {job.index}]" in restarted.stdout) != finished
+
+    # Reference: the same sweep uninterrupted, as two array tasks, each running two jobs at once
+    # on halves of the 8 devices.
+    reference = _tiny(tmp_path / "reference")
+    first_half = sweep.run_sweep(reference, job_index=0, num_jobs=2, parallel_jobs=2, log=lambda line: None)
+    assert set(first_half) == {t.trial_id for job in sweep.plan(reference) if job.index % 2 == 0 for t in job.trials}
+    sweep.run_sweep(reference, job_index=1, num_jobs=2, parallel_jobs=2, log=lambda line: None)
+
+    killed_table, reference_table = _table(killed_dir), _table(tmp_path / "reference")
+    assert len(killed_table) == 8 and all(row["status"] == "done" for row in killed_table)
+    assert killed_table == reference_table
+
+
+def _interrupted(workdir, plan) -> bool:
+    return any(sweep.trial_status(str(workdir), t) == "interrupted" for job in plan for t in job.trials)
+
+
+def _tiny(workdir):
+    config = load_config_file(DEPTH_WIDTH, "tiny")
+    config.workdir = str(workdir)
+    return config
