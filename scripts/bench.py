@@ -4,8 +4,9 @@
     python scripts/bench.py --sections=cfg        # only the grammar sampler and parser
 
 Rows: the CFG sampler (tokens/s, on device), the exact CFG parser (strings/s), one training step
-of the default model (tokens/s, step time, compile time, MFU where the device peak is known), and
-KV-cache generation from BOS (samples/s). Figures go in the README's benchmark table.
+of the default model (tokens/s, step time, compile time, MFU where the device peak is known), K
+stacked 4x256 models (B=8 each) in one vmapped step against one alone, and KV-cache generation from
+BOS (samples/s). Figures go in the README's benchmark table.
 """
 import functools
 import os
@@ -15,12 +16,15 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
+from lmphys import parallel
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg, cfg_speed
-from lmphys.train import metrics, optim, step as step_lib
+from lmphys.train import metrics, optim, stack, step as step_lib
 
-_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "generate"], "Which rows to measure.")
+_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate"], "Which rows to measure.")
+_STACK_COUNTS = flags.DEFINE_list("stack_models", ["1", "8"], "K values for the stacked-models rows.")
+_STACK_SEQ_LEN = flags.DEFINE_integer("stack_seq_len", 512, "Context of the stacked 4x256 models (B=8 each).")
 _GRAMMAR = flags.DEFINE_string("grammar", "cfg3f", "Grammar for the sampler and parser rows.")
 _CONFIG = flags.DEFINE_string(
     "config",
@@ -61,29 +65,58 @@ def _setup_model(config):
     return task, model_cfg, graphdef, params
 
 
-def bench_train(config, repeats: int) -> list[tuple[str, str, str]]:
-    task, model_cfg, graphdef, params = _setup_model(config)
-    optimizer = optim.make_optimizer(config.optim, config.train.steps)
-    state = step_lib.init_state(params, optimizer)
-    step_fn = step_lib.make_step_fn(
-        graphdef, optimizer, task.batch, jax.random.key(1), jax.random.key(2), use_dropout=False
-    )
+def _time_steps(config, num_models: int, repeats: int) -> tuple[float, float, transformer.ModelConfig]:
+    """(compile+first seconds, best step seconds, model config) of K stacked models of `config`'s
+    shape (seeds 0..K-1) on one device, data made on device inside the step."""
+    task, model_cfg, graphdef, _ = _setup_model(config)
+    optimizer = optim.make_optimizer(config.optim)
+    states = [step_lib.init_state(step_lib.init_model(model_cfg, jax.random.key(seed))[1], optimizer, config.optim)
+              for seed in range(num_models)]
+    mesh = parallel.make_mesh(config.parallel, num_models, jax.devices()[:1])
+    state = jax.device_put(stack.stack(states), parallel.state_shardings(mesh, stack.stack(states)))
+    schedule = optim.Schedule.from_config(config.optim, config.train.steps)
+    step_fn = step_lib.make_step_fn(graphdef, optimizer, schedule, task.batch, False, mesh, state)
+    keys = [stack.stack([jax.random.key(1000 * salt + seed) for seed in range(num_models)]) for salt in (1, 2)]
     holder = {"state": state}
 
     def one_step():
-        holder["state"], step_metrics = step_fn(holder["state"])
+        holder["state"], step_metrics = step_fn(holder["state"], *keys)
         return step_metrics["loss"]
 
     first, best = _timed(one_step, repeats)
+    return first, best, model_cfg
+
+
+def _shape(config) -> str:
+    return (f"{config.model.num_layers}x{config.model.width} {config.model.position}, "
+            f"B={config.task.batch_size} T={config.task.seq_len}")
+
+
+def bench_train(config, repeats: int) -> list[tuple[str, str, str]]:
+    first, best, model_cfg = _time_steps(config, 1, repeats)
     tokens = config.task.batch_size * config.task.seq_len
     detail = f"step {best * 1e3:.1f} ms; compile+first {first:.1f}s"
     peak = metrics.device_peak_flops()
     if peak:
         mfu = tokens / best * transformer.flops_per_token(model_cfg, config.task.seq_len) / peak
         detail += f"; MFU {mfu:.1%}"
-    name = (f"train step {config.model.num_layers}x{config.model.width} {config.model.position}, "
-            f"B={config.task.batch_size} T={config.task.seq_len} (data on device)")
-    return [(name, f"{tokens / best:,.0f} tokens/s", detail)]
+    return [(f"train step {_shape(config)} (data on device)", f"{tokens / best:,.0f} tokens/s", detail)]
+
+
+def bench_stack(config, counts: list[int], repeats: int) -> list[tuple[str, str, str]]:
+    """Tokens/s of K stacked small models (one vmapped step) against one such model alone."""
+    config = config.copy_and_resolve_references()
+    config.model.num_layers, config.model.width, config.model.num_heads = 4, 256, 4
+    config.task.batch_size, config.task.seq_len, config.model.max_len = 8, _STACK_SEQ_LEN.value, _STACK_SEQ_LEN.value
+    rows, alone = [], None
+    for count in counts:
+        first, best, _ = _time_steps(config, count, repeats)
+        rate = count * config.task.batch_size * config.task.seq_len / best
+        alone = alone or (rate if count == 1 else None)
+        gain = f"; {rate / alone:.2f}x one model" if alone and count > 1 else ""
+        rows.append((f"K={count} stacked {_shape(config)} each", f"{rate:,.0f} tokens/s",
+                     f"step {best * 1e3:.1f} ms; compile+first {first:.1f}s{gain}"))
+    return rows
 
 
 def bench_generate(config, repeats: int) -> list[tuple[str, str, str]]:
@@ -106,6 +139,8 @@ def main(argv):
         rows += bench_cfg(_GRAMMAR.value, _REPEATS.value)
     if "train" in _SECTIONS.value:
         rows += bench_train(config, _REPEATS.value)
+    if "stack" in _SECTIONS.value:
+        rows += bench_stack(config, [int(count) for count in _STACK_COUNTS.value], _REPEATS.value)
     if "generate" in _SECTIONS.value:
         rows += bench_generate(config, _REPEATS.value)
     print(f"\ndevice: {device.device_kind} x{jax.local_device_count()} ({jax.default_backend()}), "
