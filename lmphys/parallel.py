@@ -102,6 +102,11 @@ def state_shardings(mesh: Mesh, stacked_state: Any) -> Any:
     return jax.tree.map(lambda leaf: NamedSharding(mesh, leaf_spec(tuple(leaf.shape), fsdp)), stacked_state)
 
 
+def shard_state(mesh: Mesh, stacked_state: Any) -> Any:
+    """A stacked state placed on the mesh with `state_shardings`."""
+    return jax.device_put(stacked_state, state_shardings(mesh, stacked_state))
+
+
 def per_model_sharding(mesh: Mesh) -> NamedSharding:
     """For [K] arrays: per-model keys and metrics."""
     return NamedSharding(mesh, P("models"))

@@ -73,7 +73,7 @@ def _time_steps(config, num_models: int, repeats: int) -> tuple[float, float, tr
     states = [step_lib.init_state(step_lib.init_model(model_cfg, jax.random.key(seed))[1], optimizer, config.optim)
               for seed in range(num_models)]
     mesh = parallel.make_mesh(config.parallel, num_models, jax.devices()[:1])
-    state = jax.device_put(stack.stack(states), parallel.state_shardings(mesh, stack.stack(states)))
+    state = parallel.shard_state(mesh, stack.stack(states))
     schedule = optim.Schedule.from_config(config.optim, config.train.steps)
     step_fn = step_lib.make_step_fn(graphdef, optimizer, schedule, task.batch, False, mesh, state)
     keys = [stack.stack([jax.random.key(1000 * salt + seed) for seed in range(num_models)]) for salt in (1, 2)]

@@ -38,7 +38,7 @@ def _train(layout, num_models, steps=3, devices=None):
     config, task, graphdef, optimizer, schedule, state, keys = _stacked_setup(num_models)
     config.parallel.models, config.parallel.data, config.parallel.fsdp = layout
     mesh = parallel.make_mesh(config.parallel, num_models, devices)
-    state = jax.device_put(state, parallel.state_shardings(mesh, state))
+    state = parallel.shard_state(mesh, state)
     step_fn = step_lib.make_step_fn(graphdef, optimizer, schedule, task.batch, False, mesh, state)
     losses = []
     for _ in range(steps):
@@ -70,7 +70,7 @@ def test_fsdp_shards_every_large_leaf_and_the_models_axis_splits_models():
     config, *_, state, _ = _stacked_setup(num_models=2)
     config.parallel.models, config.parallel.data, config.parallel.fsdp = 2, 1, 4
     mesh = parallel.make_mesh(config.parallel, 2)
-    sharded = jax.device_put(state, parallel.state_shardings(mesh, state))
+    sharded = parallel.shard_state(mesh, state)
     kernel = sharded["params"]["stack"]["blocks"]["mlp_in"]["kernel"]  # [K, layers, 64, 256]
     assert kernel.sharding.spec == jax.P("models", None, None, "fsdp")
     assert kernel.addressable_shards[0].data.shape == (1, 2, 64, 64)

@@ -348,19 +348,19 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
 
     num_models = len(members)
     num_params = transformer.num_params(states[0]["params"])
-    stacked_state = stack.stack(states)
-    state = jax.device_put(stacked_state, parallel.state_shardings(mesh, stacked_state))
-    del states, stacked_state  # the sharded copy is the one that trains
+    state = parallel.shard_state(mesh, stack.stack(states))
+    del states  # the sharded copy is the one that trains
     per_model = parallel.per_model_sharding(mesh)
     data_keys = jax.device_put(stack.stack([m.keys["data"] for m in members]), per_model)
     dropout_keys = jax.device_put(stack.stack([m.keys["dropout"] for m in members]), per_model)
 
     total_steps = first.train.steps
     tokens_per_step = num_models * first.task.batch_size * first.task.seq_len
+    device_peak = metrics.device_peak_flops()
     progress = _Progress(
         tokens_per_step,
         transformer.flops_per_token(setup.model_cfg, first.task.seq_len),
-        None if metrics.device_peak_flops() is None else metrics.device_peak_flops() * mesh.size,
+        None if device_peak is None else device_peak * mesh.size,
     )
     stacked = f"{num_models} stacked models, " if num_models > 1 else ""
     layout = "" if mesh.size == 1 else f" ({', '.join(f'{axis} {size}' for axis, size in mesh.shape.items())})"
@@ -384,8 +384,8 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
     def alive() -> list[tuple[int, _Member]]:
         return [(index, member) for index, member in enumerate(members) if member.failure is None]
 
-    def model_state(index: int):
-        return parallel.local_copy_of_model(mesh, state, index)
+    def local_copy(tree, index: int):
+        return parallel.local_copy_of_model(mesh, tree, index)
 
     def stop_member(member: _Member, reason: str) -> None:
         kept = member.checkpoints.latest_step()
@@ -395,7 +395,7 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
 
     def evaluate(index: int, member: _Member, at_step: int) -> dict[str, float]:
         started = time.perf_counter()
-        params = model_state(index)["params"]
+        params = local_copy(state["params"], index)  # evaluation needs no optimizer state
         values = {k: float(v) for k, v in jax.device_get(eval_step(params, eval_batches[index])).items()}
         del values["loss_tokens"]
         values.update(setup.task.evaluate(model_fns(params), jax.random.fold_in(member.keys["eval"], at_step)))
@@ -459,7 +459,7 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
         member.writer.close()
         if not stopped_early and not member.eval_values and member.failure is None:
             member.eval_values = _last_record(member.writer.path, "eval")  # a finished run started again
-        summaries.append(member.summary(current, stopped_early and member.failure is None, model_state(index)))
+        summaries.append(member.summary(current, stopped_early and member.failure is None, local_copy(state, index)))
     return summaries
 
 
