@@ -6,7 +6,8 @@
 Rows: the CFG sampler (tokens/s, on device), the exact CFG parser (strings/s), one training step
 of the default model (tokens/s, step time, compile time, MFU where the device peak is known), K
 stacked 4x256 models (B=8 each) in one vmapped step against one alone, and KV-cache generation from
-BOS (samples/s). Figures go in the README's benchmark table.
+BOS (samples/s), and the bioS data of Part 3.1 (100k people with multi5 + permute biographies,
+tokenized, on the host CPU). Figures go in the README's benchmark table.
 """
 import functools
 import os
@@ -20,9 +21,10 @@ from lmphys import parallel
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg, cfg_speed
+from lmphys.tasks import bio_data
 from lmphys.train import metrics, optim, stack, step as step_lib
 
-_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate"], "Which rows to measure.")
+_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate", "bio"], "Which rows to measure.")
 _STACK_COUNTS = flags.DEFINE_list("stack_models", ["1", "8"], "K values for the stacked-models rows.")
 _STACK_SEQ_LEN = flags.DEFINE_integer("stack_seq_len", 512, "Context of the stacked 4x256 models (B=8 each).")
 _GRAMMAR = flags.DEFINE_string("grammar", "cfg3f", "Grammar for the sampler and parser rows.")
@@ -130,6 +132,38 @@ def bench_generate(config, repeats: int) -> list[tuple[str, str, str]]:
              f"{num / best:,.0f} samples/s", f"first call {first:.1f}s")]
 
 
+def bench_bio(repeats: int, num_people: int = 100_000) -> list[tuple[str, str, str]]:
+    """The Part 3.1 data on the host: people, multi5 + permute biographies (tokenized), QA tokens.
+    The first call also builds the vocabulary and the pre-tokenized template and value pieces."""
+    augment = bio_data.Augment(multi=5, permute=True)
+
+    def run_once() -> tuple[float, float, float, int]:
+        started = time.perf_counter()
+        people = bio_data.sample_people(0, num_people)
+        sampled = time.perf_counter()
+        documents = bio_data.biographies(people, seed=0, augment=augment)
+        rendered = time.perf_counter()
+        bio_data.qa_tokens(people)
+        return sampled - started, rendered - sampled, time.perf_counter() - rendered, len(documents.tokens)
+
+    started = time.perf_counter()
+    bio_data.tokenizer()
+    bio_data.biographies(bio_data.sample_people(0, 1), seed=0)
+    setup = time.perf_counter() - started
+    runs = [run_once() for _ in range(max(1, repeats))]
+    sample_s, render_s, qa_s = (min(run[column] for run in runs) for column in range(3))
+    tokens = runs[0][3]
+    wall = setup + sum(runs[0][:3])
+    return [
+        (f"bio.sample_people n={num_people:,}", f"{num_people / sample_s:,.0f} people/s", f"{sample_s * 1e3:.0f} ms"),
+        (f"bio.biographies {num_people:,} people, multi5 + permute, tokenized",
+         f"{tokens / render_s / 1e6:.1f}M tokens/s",
+         f"{num_people / render_s:,.0f} people/s; {5 * num_people:,} documents, {tokens / 1e6:.1f}M tokens "
+         f"in {render_s:.2f}s; cold wall {wall:.1f}s (vocabulary and pieces {setup:.1f}s, people, biographies, QA)"),
+        (f"bio.qa_tokens {num_people:,} people", f"{6 * num_people / qa_s:,.0f} QA pairs/s", f"{qa_s:.2f}s"),
+    ]
+
+
 def main(argv):
     del argv
     config = load_config_file(_CONFIG.value)
@@ -143,6 +177,8 @@ def main(argv):
         rows += bench_stack(config, [int(count) for count in _STACK_COUNTS.value], _REPEATS.value)
     if "generate" in _SECTIONS.value:
         rows += bench_generate(config, _REPEATS.value)
+    if "bio" in _SECTIONS.value:
+        rows += bench_bio(_REPEATS.value)
     print(f"\ndevice: {device.device_kind} x{jax.local_device_count()} ({jax.default_backend()}), "
           f"jax {jax.__version__}, {os.cpu_count()} CPU cores\n")
     print("| what | speed | detail |")
