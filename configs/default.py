@@ -62,6 +62,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.parallel.num_processes = 1  # with coordinator_address: the job's process count
     config.parallel.process_id = 0  # with coordinator_address: this process's index
 
+    config.init_from = ""  # workdir of a trained run: start from its latest parameters (fine-tuning)
+    config.lora = ml_collections.ConfigDict()
+    config.lora.embedding_rank = 0  # > 0 (with init_from): train only low-rank updates (lmphys/train/lora.py)
+    config.lora.attention_rank = 0  # rank of the query and value updates
+
     config.train = ml_collections.ConfigDict()
     config.train.steps = 1200
     config.train.log_every_seconds = 10.0

@@ -16,7 +16,7 @@ import ml_collections
 
 from lmphys.errors import ConfigError, DataError
 
-TASKS = ("cfg",)
+TASKS = ("cfg", "bio")
 OBJECTIVES = {"gpt": "lm", "bert": "mlm"}
 
 
@@ -94,13 +94,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     _one_of(config, "task.name", TASKS)
     _one_of(config, "task.objective", OBJECTIVES.values())
-    for field in ("task.batch_size", "task.seq_len", "task.eval_samples"):
-        _positive(config, field)
-    _positive(config, "task.eval_prefix_len", allow_zero=True)
-    _positive(config, "task.temperature", allow_zero=True)
-    _positive(config, "task.eval_kl_strings")
-    _fraction(config, "task.corrupt_fraction", low_open=False, high_open=False)
-    _fraction(config, "task.corrupt_rate", low_open=False, high_open=False)
+    if config.task.name == "cfg":
+        _validate_cfg_task(config)
+    else:
+        from lmphys.tasks import bio
+
+        bio.validate(config.task)
 
     _one_of(config, "model.kind", transformer.MODEL_KINDS)
     expected = OBJECTIVES[config.model.kind]
@@ -158,7 +157,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive(config, field)
 
     _validate_parallel(config)
+    _validate_fine_tuning(config)
+
+
+def _validate_cfg_task(config: ml_collections.ConfigDict) -> None:
+    for field in ("task.batch_size", "task.seq_len", "task.eval_samples"):
+        _positive(config, field)
+    _positive(config, "task.eval_prefix_len", allow_zero=True)
+    _positive(config, "task.temperature", allow_zero=True)
+    _positive(config, "task.eval_kl_strings")
+    _fraction(config, "task.corrupt_fraction", low_open=False, high_open=False)
+    _fraction(config, "task.corrupt_rate", low_open=False, high_open=False)
     _validate_task_data(config)
+
+
+def init_from(config: ml_collections.ConfigDict) -> str:
+    """The workdir whose trained parameters start this run ("" for a fresh init); configs from
+    before fine-tuning existed have no such field."""
+    return config.get("init_from", "") or ""
+
+
+def lora_ranks(config: ml_collections.ConfigDict) -> tuple[int, int]:
+    """(embedding rank, attention rank) of a LoRA fine-tune; (0, 0) trains every parameter."""
+    lora = config.get("lora", None)
+    return (0, 0) if lora is None else (lora.embedding_rank, lora.attention_rank)
+
+
+def _validate_fine_tuning(config: ml_collections.ConfigDict) -> None:
+    ranks = lora_ranks(config)
+    for field, rank in zip(("lora.embedding_rank", "lora.attention_rank"), ranks):
+        _require(isinstance(rank, int) and rank >= 0, field, "it must be zero or a positive integer", rank)
+    if any(ranks):
+        _require(bool(init_from(config)), "lora.embedding_rank", "LoRA adapts a pretrained model: set init_from too", ranks[0])
+        from lmphys.models.attention import QUERY_KEY_SCHEMES
+
+        _require(config.model.position in QUERY_KEY_SCHEMES or not ranks[1], "lora.attention_rank",
+                 f"model.position = {config.model.position!r} has no query projection to adapt", ranks[1])
+    source = init_from(config)
+    if source:
+        _require(os.path.isfile(os.path.join(source, "config.json")), "init_from",
+                 "it must be the workdir of a trained run (with config.json and checkpoints)", source)
 
 
 def _validate_parallel(config: ml_collections.ConfigDict) -> None:

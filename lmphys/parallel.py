@@ -107,6 +107,11 @@ def shard_state(mesh: Mesh, stacked_state: Any) -> Any:
     return jax.device_put(stacked_state, state_shardings(mesh, stacked_state))
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh (task data such as a packed corpus)."""
+    return NamedSharding(mesh, P())
+
+
 def per_model_sharding(mesh: Mesh) -> NamedSharding:
     """For [K] arrays: per-model keys and metrics."""
     return NamedSharding(mesh, P("models"))

@@ -35,7 +35,7 @@ import ml_collections
 
 from lmphys import config as config_lib, parallel
 from lmphys.errors import ConfigError, LmphysError
-from lmphys.train import loop, stack
+from lmphys.train import loop, stack, step as step_lib
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
@@ -51,7 +51,9 @@ class Trial:
     @property
     def trial_id(self) -> str:
         """Stable, readable and filesystem-safe: 'num_layers=4,position=rope'."""
-        parts = [f"{field.split('.')[-1]}={value}" for field, value in self.overrides]
+        # A path (init_from: the pretrained run) is named by its last part, the run's own trial id.
+        parts = [f"{field.split('.')[-1]}={os.path.basename(str(value)) if field == 'init_from' else value}"
+                 for field, value in self.overrides]
         return ",".join(parts).replace("/", "_") or "base"
 
     def config(self, base: ml_collections.ConfigDict, sweep_workdir: str) -> ml_collections.ConfigDict:
@@ -138,10 +140,26 @@ Analysis = Callable[[ml_collections.ConfigDict, loop.RunSummary], dict]
 def _structure_analysis(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
     from lmphys import cfg_structure  # imported on use: it pulls in probes and the model zoo
 
-    return cfg_structure.analyze_run(config, summary.state["params"])
+    return cfg_structure.analyze_run(config, step_lib.model_params(summary.state))
 
 
-ANALYSES: dict[str, Analysis] = {"structure": _structure_analysis}
+def _capacity_analysis(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
+    from lmphys import bio_analysis
+
+    return bio_analysis.capacity_analysis(config, step_lib.model_params(summary.state))
+
+
+def _knowledge_probes(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
+    from lmphys import bio_analysis
+
+    return bio_analysis.probe_analysis(config, step_lib.model_params(summary.state))
+
+
+ANALYSES: dict[str, Analysis] = {
+    "structure": _structure_analysis,  # Part 1: CFG structure probes and attention
+    "capacity": _capacity_analysis,  # Part 3.3: bits of knowledge per parameter
+    "knowledge_probes": _knowledge_probes,  # Part 3.1: P- and Q-probing
+}
 
 
 def trial_status(workdir: str, trial: Trial) -> str:

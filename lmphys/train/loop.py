@@ -32,9 +32,17 @@ from lmphys.errors import DataError, LmphysError
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg
 from lmphys.tasks.base import ModelFns
-from lmphys.train import checkpoint, metrics, optim, stack, step as step_lib
+from lmphys.train import checkpoint, lora, metrics, optim, stack, step as step_lib
 
-TASK_BUILDERS = {"cfg": cfg.task_from_config}
+
+
+def _bio_task(task_config: ml_collections.ConfigDict):
+    from lmphys.tasks import bio  # on use: the knowledge world loads its name lists and templates
+
+    return bio.task_from_config(task_config)
+
+
+TASK_BUILDERS = {"cfg": cfg.task_from_config, "bio": _bio_task}
 
 
 class TrainingDiverged(LmphysError):
@@ -205,10 +213,30 @@ def _setup(config: ml_collections.ConfigDict) -> _Setup:
 
 
 def _initial_state(setup: _Setup, config: ml_collections.ConfigDict) -> step_lib.TrainState:
+    """A fresh model, or (init_from) a trained one, maybe with LoRA factors to train on top."""
     params = step_lib.init_model(setup.model_cfg, run_keys(config)["model"])[1]
+    frozen = None
+    source = config_lib.init_from(config)
+    if source:
+        params = _pretrained_params(source, params)
+        ranks = config_lib.lora_ranks(config)
+        if any(ranks):
+            frozen = params
+            params = lora.init(frozen, run_keys(config)["model"], embedding_rank=ranks[0], attention_rank=ranks[1])
     # The model's own optimizer, not the shared one: its injected state holds this model's weight
     # decay, which the shared update then reads.
-    return step_lib.init_state(params, optim.make_optimizer(config.optim), config.optim)
+    return step_lib.init_state(params, optim.make_optimizer(config.optim), config.optim, frozen)
+
+
+def _pretrained_params(workdir: str, like: dict) -> dict:
+    """The latest parameters of the run in `workdir`, checked to fit this run's model."""
+    trained = load_trained(workdir).params
+    expected = jax.tree.map(lambda leaf: leaf.shape, like)
+    found = jax.tree.map(lambda leaf: leaf.shape, trained)
+    if expected != found:
+        raise DataError(f"init_from = {workdir!r}: its model's parameter shapes differ from this config's model "
+                        "(model.* and the task's vocabulary must match the pretrained run)")
+    return trained
 
 
 @dataclasses.dataclass
@@ -237,7 +265,7 @@ def load_trained(workdir: str) -> TrainedRun:
         raise DataError(f"{workdir} holds no finished checkpoint yet")
     state = checkpoints.restore(step, _initial_state(setup, config))
     checkpoints.close()
-    return TrainedRun(config, setup.task, setup.graphdef, state["params"], step)
+    return TrainedRun(config, setup.task, setup.graphdef, step_lib.model_params(state), step)
 
 
 def _last_record(metrics_path: str, split: str) -> dict[str, float]:
@@ -315,9 +343,7 @@ def run_group(
     (default: all) is the slice of devices the job's mesh covers; `stop` is a StopSignal entered by
     the caller (default: this call handles SIGTERM/SIGINT itself).
     """
-    configs = list(configs)
-    for config in configs:
-        config_lib.validate(config)
+    configs = [_with_resolved_steps(config) for config in configs]
     stack.check_stackable(configs)
     if not parallel.is_primary():
         log = lambda line: None  # noqa: E731 (one voice per job: process 0 speaks)
@@ -329,6 +355,18 @@ def run_group(
     # device, so jobs on different device slices never mix devices.
     with jax.default_device(parallel.first_local_device(mesh)), (stop if handles_signals else contextlib.nullcontext()):
         return _train(configs, mesh, stop_at_step, log, stop)
+
+
+def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Validate; a task that counts exposures (Part 3.3) sets train.steps from them."""
+    config_lib.validate(config)
+    task = TASK_BUILDERS[config.task.name](config.task)
+    if hasattr(task, "train_steps"):
+        steps = task.train_steps(config.train.steps)
+        if steps != config.train.steps:
+            config = config.copy_and_resolve_references()
+            config.train.steps = steps
+    return config
 
 
 def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
@@ -347,7 +385,9 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
         member.writer = metrics.MetricsWriter(member.workdir, resume_step=start, enabled=parallel.is_primary())
 
     num_models = len(members)
-    num_params = transformer.num_params(states[0]["params"])
+    num_params = transformer.num_params(step_lib.model_params(states[0]))
+    trained = transformer.num_params(states[0]["params"])
+    params_text = f"{num_params / 1e6:.2f}M params" + (f" ({trained / 1e6:.3f}M trained: LoRA)" if trained < num_params else "")
     state = parallel.shard_state(mesh, stack.stack(states))
     del states  # the sharded copy is the one that trains
     per_model = parallel.per_model_sharding(mesh)
@@ -366,19 +406,19 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
     layout = "" if mesh.size == 1 else f" ({', '.join(f'{axis} {size}' for axis, size in mesh.shape.items())})"
     log(
         f"model: {first.model.kind} {first.model.num_layers} layers x {first.model.width} wide, "
-        f"{first.model.position} positions, {num_params / 1e6:.2f}M params; task: {first.task.name} "
-        f"{first.task.grammar}; {stacked}{total_steps} steps of {tokens_per_step} tokens on "
+        f"{first.model.position} positions, {params_text}; task: {_describe(first, setup.task)}; {stacked}{total_steps} steps of {tokens_per_step} tokens on "
         f"{mesh.size} x {mesh.devices.flat[0].device_kind}{layout}"
     )
 
+    task_data = getattr(setup.task, "data", None)
     step_fn = step_lib.make_step_fn(
         setup.graphdef, setup.optimizer, setup.schedule, setup.task.batch,
-        first.model.dropout > 0, mesh, state,
+        first.model.dropout > 0, mesh, state, task_data,
     )
     finite_models = jax.jit(step_lib.finite_models)
     eval_step = jax.jit(functools.partial(step_lib.eval_step, setup.graphdef))
     model_fns = make_model_fns(setup.graphdef, first, setup.task)
-    make_eval_batch = jax.jit(setup.task.batch)
+    make_eval_batch = jax.jit(setup.task.batch) if task_data is None else jax.jit(lambda key: setup.task.batch(key, task_data))
     eval_batches = [make_eval_batch(member.keys["eval_batch"]) for member in members]  # fixed held-out batches
 
     def alive() -> list[tuple[int, _Member]]:
@@ -395,7 +435,7 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
 
     def evaluate(index: int, member: _Member, at_step: int) -> dict[str, float]:
         started = time.perf_counter()
-        params = local_copy(state["params"], index)  # evaluation needs no optimizer state
+        params = step_lib.model_params(local_copy(_without_optimizer(state), index))
         values = {k: float(v) for k, v in jax.device_get(eval_step(params, eval_batches[index])).items()}
         del values["loss_tokens"]
         values.update(setup.task.evaluate(model_fns(params), jax.random.fold_in(member.keys["eval"], at_step)))
@@ -461,6 +501,17 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
             member.eval_values = _last_record(member.writer.path, "eval")  # a finished run started again
         summaries.append(member.summary(current, stopped_early and member.failure is None, local_copy(state, index)))
     return summaries
+
+
+def _without_optimizer(state: step_lib.TrainState) -> step_lib.TrainState:
+    """What evaluation needs: the parameters (and frozen ones under LoRA), not the optimizer."""
+    return {name: value for name, value in state.items() if name in ("params", "frozen")}
+
+
+def _describe(config: ml_collections.ConfigDict, task) -> str:
+    if hasattr(task, "describe"):
+        return task.describe()
+    return f"{config.task.name} {config.task.grammar}"
 
 
 def run(

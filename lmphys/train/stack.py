@@ -1,7 +1,7 @@
 """K models in one step: which configs may share a compiled step, and stacking their states.
 
-Trials that differ only in per-model values (seeds, data order, peak learning rate, warmup, weight
-decay) have identical shapes and code, so they train as one vmapped step over a leading K axis:
+Trials that differ only in per-model values (seeds, data order, the pretrained run a fine-tune
+starts from, peak learning rate, warmup, weight decay) have identical shapes and code, so they train as one vmapped step over a leading K axis:
 each model keeps its own parameters, optimizer state, hyperparameters, data and dropout keys, and
 its own checkpoints and metrics in its own workdir, exactly as if it had run alone.
 """
@@ -22,6 +22,7 @@ PER_MODEL_FIELDS = (
     "workdir",
     "seed",
     "data_seed",
+    "init_from",  # K fine-tunes of K pretrained models share shapes
     "optim.learning_rate",
     "optim.warmup_steps",
     "optim.weight_decay",

@@ -3,6 +3,8 @@
 The training state of one model is a plain dict pytree `{"step", "params", "opt_state", "hparams"}`:
 params are the model's parameters as nested dicts of arrays (`nnx.to_pure_dict`), applied through
 `nnx.merge(graphdef, ...)` inside jit; hparams are the model's own schedule values (optim.py).
+A LoRA fine-tune (lora.py) adds `"frozen"`, the pretrained parameters: then `params` holds only the
+trained low-rank factors, and `model_params(state)` is what the model runs with.
 Nothing here holds Python state, so the same functions are vmapped over K stacked models, sharded
 over a mesh and checkpointed as they are.
 """
@@ -20,7 +22,7 @@ from jax.sharding import Mesh
 from lmphys import parallel
 from lmphys.models import transformer
 from lmphys.tasks.base import Batch
-from lmphys.train import optim
+from lmphys.train import lora, optim
 
 TrainState = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -35,13 +37,24 @@ def init_model(model_cfg: transformer.ModelConfig, key: jax.Array) -> tuple[nnx.
     return graphdef, nnx.to_pure_dict(state)
 
 
-def init_state(params: dict, optimizer: optax.GradientTransformation, optim_cfg: ml_collections.ConfigDict) -> TrainState:
-    return {
+def init_state(
+    params: dict, optimizer: optax.GradientTransformation, optim_cfg: ml_collections.ConfigDict, frozen: dict | None = None
+) -> TrainState:
+    """A fresh state; with `frozen` (a LoRA fine-tune) `params` are the low-rank factors."""
+    state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
         "opt_state": optimizer.init(params),
         "hparams": optim.model_hparams(optim_cfg),
     }
+    if frozen is not None:
+        state["frozen"] = frozen
+    return state
+
+
+def model_params(state: TrainState) -> dict:
+    """The parameters the model runs with: the trained ones, or frozen + low-rank updates."""
+    return lora.merge(state["frozen"], state["params"]) if "frozen" in state else state["params"]
 
 
 def loss_and_metrics(
@@ -70,13 +83,16 @@ def train_step(
     hparams = state["hparams"]
     learning_rate = schedule(state["step"], hparams["peak_learning_rate"], hparams["warmup_steps"])
     opt_state = optim.with_learning_rate(state["opt_state"], learning_rate)
-    grad_fn = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)
-    (_, metrics), grads = grad_fn(graphdef, state["params"], batch, dropout_key)
+
+    def loss_fn(trained: dict):
+        return loss_and_metrics(graphdef, model_params({**state, "params": trained}), batch, dropout_key)
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt_state = optimizer.update(grads, opt_state, state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = learning_rate
-    new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "hparams": hparams}
+    new_state = {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}
     return new_state, metrics
 
 
@@ -89,39 +105,45 @@ def make_step_fn(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
     schedule: optim.Schedule,
-    make_batch: Callable[[jax.Array], Batch],
+    make_batch: Callable[..., Batch],
     use_dropout: bool,
     mesh: Mesh,
     stacked_state: TrainState,
+    task_data: Any = None,
 ) -> StepFn:
     """The jitted step of K stacked models on `mesh`: each model makes its batch on device from
     (its data key, its step), then takes one update; the states are donated.
 
     Data and dropout keys are folded with each state's own step counter, so a resumed run replays
     exactly the batches and dropout masks of an uninterrupted one. `stacked_state` (arrays or
-    shapes) fixes the state's shardings.
+    shapes) fixes the state's shardings. `task_data` (a pytree of arrays, e.g. a packed corpus) is
+    passed to `make_batch(key, task_data)` as a replicated argument of the step rather than baked
+    into the compiled program as a constant.
     """
+    if task_data is not None:
+        task_data = jax.device_put(task_data, parallel.replicated(mesh))
 
-    def one_model(state: TrainState, data_key: jax.Array, dropout_key: jax.Array):
-        batch = parallel.constrain_rows(make_batch(jax.random.fold_in(data_key, state["step"])))
+    def one_model(state: TrainState, data_key: jax.Array, dropout_key: jax.Array, data: Any):
+        key = jax.random.fold_in(data_key, state["step"])
+        batch = parallel.constrain_rows(make_batch(key) if data is None else make_batch(key, data))
         step_dropout_key = jax.random.fold_in(dropout_key, state["step"]) if use_dropout else None
         return train_step(graphdef, optimizer, schedule, state, batch, step_dropout_key)
 
-    def step_fn(states: TrainState, data_keys: jax.Array, dropout_keys: jax.Array):
-        return jax.vmap(one_model, spmd_axis_name="models")(states, data_keys, dropout_keys)
+    def step_fn(states: TrainState, data_keys: jax.Array, dropout_keys: jax.Array, data: Any):
+        return jax.vmap(one_model, in_axes=(0, 0, 0, None), spmd_axis_name="models")(states, data_keys, dropout_keys, data)
 
     state_sharding = parallel.state_shardings(mesh, stacked_state)
     per_model = parallel.per_model_sharding(mesh)
     jitted = jax.jit(
         step_fn,
-        in_shardings=(state_sharding, per_model, per_model),
+        in_shardings=(state_sharding, per_model, per_model, parallel.replicated(mesh)),
         out_shardings=(state_sharding, per_model),
         donate_argnums=0,
     )
 
     def run_on_mesh(states, data_keys, dropout_keys):
         with jax.set_mesh(mesh):  # the bare PartitionSpecs of constrain_rows refer to this mesh
-            return jitted(states, data_keys, dropout_keys)
+            return jitted(states, data_keys, dropout_keys, task_data)
 
     return run_on_mesh
 
