@@ -1,0 +1,163 @@
+"""The knowledge world as a training task: packing, the QA split, the batch mix, exposures,
+fine-tuning from a pretrained run (full and LoRA), and a tiny mixed-training run that learns QA."""
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lmphys import config as config_lib
+from lmphys.errors import ConfigError
+from lmphys.tasks import bio, bio_pack
+from lmphys.train import lora, loop, step as step_lib
+
+
+def _task_config(**changes) -> ml_collections.ConfigDict:
+    task = bio.default_config()
+    task.people, task.batch_size, task.seq_len, task.eval_people = 40, 8, 96, 8
+    for name, value in changes.items():
+        task[name] = value
+    return task
+
+
+def test_packing_keeps_documents_whole_and_targets_only_answers():
+    flat, offsets, loss_from = bio_pack.concat_documents(
+        [(np.array([10, 11]), np.array([20, 21, 22])), (np.array([12]), np.array([23])), (np.array([13, 14, 15]), np.array([24]))]
+    )
+    rows = bio_pack.pack(flat, offsets, seq_len=9, seed=0, bos_id=1, eos_id=2, pad_id=0, loss_from=loss_from)
+    assert rows.tokens.shape[1] == 10
+    found = []
+    for tokens, targets in zip(rows.tokens, rows.is_target):
+        for start in np.flatnonzero(tokens == 1):
+            end = start + np.flatnonzero(tokens[start:] == 2)[0]
+            document = tokens[start + 1:end].tolist()
+            found.append(document)
+            # targets: the answer tokens and the eos, never the question, bos or padding
+            answer = [t for t in document if t >= 20]
+            assert tokens[start:end + 1][targets[start:end + 1]].tolist() == answer + [2]
+        assert not targets[tokens == 0].any()
+    assert sorted(found) == sorted([[10, 11, 20, 21, 22], [12, 23], [13, 14, 15, 24]])
+    with pytest.raises(ConfigError, match="task.seq_len = 4 is too short"):
+        bio_pack.pack(flat, offsets, seq_len=4, seed=0, bos_id=1, eos_id=2, pad_id=0)
+
+
+def test_rows_are_drawn_with_the_configured_shares():
+    pools = [bio_pack.Rows(np.full((3, 5), 7, np.int32), np.ones((3, 5), bool)),
+             bio_pack.Rows(np.full((2, 5), 9, np.int32), np.ones((2, 5), bool))]
+    data = bio_pack.device_data(pools)
+    tokens, _ = bio_pack.draw_rows(jax.random.key(0), data, (0.2, 0.8), 4000)
+    share = float((np.asarray(tokens)[:, 0] == 9).mean())
+    assert abs(share - 0.8) < 0.03
+
+
+def test_tested_people_never_have_qa_in_training():
+    task = bio.BioTask(_task_config(qa_fraction=0.5))
+    tok = task.tokenizer
+    assert set(task.qa_train).isdisjoint(task.qa_test) and len(task.qa_train) + len(task.qa_test) == 40
+    qa_rows = task.pools[1].tokens
+    bio_rows = task.pools[0].tokens
+    text_qa = " ".join(tok.decode(row[row > 0].tolist()) for row in qa_rows)
+    text_bios = " ".join(tok.decode(row[row > 0].tolist()) for row in bio_rows)
+    for person in task.qa_test:
+        name = task.people.full_name(int(person))
+        assert name not in text_qa and name in text_bios
+    for person in task.qa_train:
+        assert task.people.full_name(int(person)) in text_qa
+
+
+def test_exposures_set_the_number_of_steps():
+    task = bio.BioTask(_task_config(exposures=50, augmentation="multi5"))
+    steps = task.train_steps(7)
+    # Draw every batch of the run: the biographies seen, over the people, is the exposure count.
+    tokens, _ = bio_pack.draw_rows(jax.random.key(0), task.data, task.shares, steps * task.batch_size)
+    biographies_seen = int((np.asarray(tokens) == task.bos_id).sum())
+    assert biographies_seen / 40 == pytest.approx(50, rel=0.05)
+    assert bio.BioTask(_task_config()).train_steps(7) == 7
+
+
+def test_bad_task_fields_are_named():
+    config = config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", "small.py"))
+    config.task.augmentation = "multi7"
+    with pytest.raises(ConfigError, match="task.augmentation = 'multi7' is invalid"):
+        config_lib.validate(config)
+    config.task.augmentation = "single"
+    config.task.qa_fraction = 0.5
+    config.task.junk_fraction = 0.7
+    with pytest.raises(ConfigError, match="task.junk_fraction"):
+        config_lib.validate(config)
+    config.task.junk_fraction = 0.0
+    config.lora.embedding_rank = 4
+    with pytest.raises(ConfigError, match="set init_from"):
+        config_lib.validate(config)
+
+
+def test_lora_starts_at_the_base_model_and_adds_low_rank_updates():
+    params = step_lib.init_model(_tiny_model_cfg(), jax.random.key(0))[1]
+    factors = lora.init(params, jax.random.key(1), embedding_rank=2, attention_rank=3)
+    merged = lora.merge(params, factors)
+    for a, b in zip(jax.tree.leaves(merged), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    keys = iter(jax.random.split(jax.random.key(2), 8))
+    moved = {name: (a, jax.random.normal(next(keys), b.shape)) for name, (a, b) in factors.items()}  # B off zero
+    merged = lora.merge(params, moved)
+    embedding_delta = merged["token_embed"]["embedding"] - params["token_embed"]["embedding"]
+    assert np.linalg.matrix_rank(np.asarray(embedding_delta), tol=1e-5) == 2
+    qkv_delta = np.asarray(merged["stack"]["blocks"]["attention"]["qkv"]["kernel"] - params["stack"]["blocks"]["attention"]["qkv"]["kernel"])
+    width = qkv_delta.shape[1]
+    assert np.linalg.matrix_rank(qkv_delta[0, :, :width], tol=1e-5) == 3  # query
+    np.testing.assert_array_equal(qkv_delta[:, :, width:2 * width], 0)  # keys untouched
+    assert np.linalg.matrix_rank(qkv_delta[0, :, 2 * width:], tol=1e-5) == 3  # value
+    fresh = step_lib.init_model(_tiny_model_cfg(), jax.random.key(0))[1]
+    np.testing.assert_array_equal(np.asarray(params["token_embed"]["embedding"]), np.asarray(fresh["token_embed"]["embedding"]))
+
+
+def _tiny_model_cfg():
+    from lmphys.models import transformer
+
+    config = _run_config("/unused")
+    return transformer.ModelConfig.from_config(config.model, vocab_size=bio.tokenizer().vocab_size)
+
+
+def _run_config(workdir: str, **task_changes) -> ml_collections.ConfigDict:
+    config = config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py"))
+    config.workdir = workdir
+    config.task = _task_config(people=12, batch_size=16, seq_len=96, eval_people=6, **task_changes)
+    config.model.num_layers, config.model.num_heads, config.model.width, config.model.max_len = 2, 2, 64, 96
+    config.optim.learning_rate, config.optim.warmup_steps = 3e-3, 20
+    config.train.steps, config.train.eval_every, config.train.checkpoint_every = 300, 300, 300
+    config.train.log_every_seconds = 1e9
+    config.parallel.data = 1
+    return config
+
+
+def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
+    config = _run_config(str(tmp_path / "mixed"), qa_fraction=0.5)
+    summary = loop.run(config, log=lambda line: None)
+    accuracy = summary.eval_metrics["qa_train"]
+    # chance for an exact-match answer is below 1% (the least varied attribute has 100 values)
+    assert accuracy > 0.3, summary.eval_metrics
+
+
+def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path):
+    pretrain = _run_config(str(tmp_path / "pre"))
+    pretrain.train.steps = 4
+    pretrained = loop.run(pretrain, log=lambda line: None)
+    tune = _run_config(str(tmp_path / "tune"), qa_fraction=1.0)
+    tune.init_from, tune.train.steps = str(tmp_path / "pre"), 3
+    tune.lora.embedding_rank, tune.lora.attention_rank = 2, 2
+    summary = loop.run(tune, log=lambda line: None)
+    state = summary.state
+    assert set(state["params"]) == {"embedding", "query", "value"}
+    for a, b in zip(jax.tree.leaves(state["frozen"]), jax.tree.leaves(pretrained.state["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(jnp.abs(state["params"]["embedding"][1]).sum()) > 0  # B moved off zero
+    restored = loop.load_trained(str(tmp_path / "tune"))
+    expected = step_lib.model_params(jax.device_get(state))
+    for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    mismatched = _run_config(str(tmp_path / "bad"), qa_fraction=1.0)
+    mismatched.init_from, mismatched.model.width = str(tmp_path / "pre"), 32
+    with pytest.raises(Exception, match="parameter shapes differ"):
+        loop.run(mismatched, log=lambda line: None)
