@@ -27,6 +27,12 @@ _PREFERRED = (
     "eval.kl",
     "eval.distinct_fraction",
     "eval.entropy_bits",
+    "eval.qa_train",
+    "eval.qa_test",
+    "eval.manip_train",
+    "eval.manip_train_final",
+    "eval.manip_test",
+    "eval.manip_test_final",
     "eval.token_accuracy",
     "eval.loss",
 )
@@ -303,3 +309,40 @@ def _size_lines(axis: Any, panel: list[Row], x_name: str, metric: str) -> None:
         axis.set_ylim(0, 1.05)
     if keys:
         axis.legend(fontsize=7)
+
+
+_CAPACITY_PARAMS = "capacity.params"
+
+
+def plot_capacity(rows: list[Row], sweep_dir: str) -> list[str]:
+    """capacity.png (Part 3.3): bits of knowledge against parameter count, in float32 and after
+    int8 / int4 quantization, with the lines of 1 and 2 bits per parameter; none without the
+    capacity analysis."""
+    points = [row for row in rows if _CAPACITY_PARAMS in row]
+    if not points:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    params = [row[_CAPACITY_PARAMS] for row in points]
+    for label, marker in (("fp32", "o"), ("int8", "s"), ("int4", "^")):
+        name = f"capacity.{label}.total"
+        axis.scatter([row[_CAPACITY_PARAMS] for row in points if name in row],
+                     [max(row[name], 1.0) for row in points if name in row], marker=marker, label=label)
+    span = [min(params) / 1.5, max(params) * 1.5]
+    for ratio in (1, 2):
+        axis.plot(span, [ratio * value for value in span], linestyle="--", linewidth=1, label=f"{ratio} bit/param")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("parameters")
+    axis.set_ylabel("bits of knowledge (lower bound)")
+    axis.set_title(f"{os.path.basename(os.path.normpath(sweep_dir))}: capacity")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path = os.path.join(sweep_dir, "capacity.png")
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return [path]

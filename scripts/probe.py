@@ -1,20 +1,57 @@
-"""Probe a finished CFG run for its grammar's structure: `python scripts/probe.py --workdir=runs/default`.
+"""Analyse a finished run: `python scripts/probe.py --workdir=runs/default`.
 
-Linear probes on every layer's hidden states for each token's non-terminal ancestors and subtree
-boundaries, beside the same architecture at random init, and (decoders) attention from each
-boundary to the previous one. Prints one table and writes <workdir>/structure.json.
+CFG runs (Part 1): linear probes on every layer's hidden states for each token's non-terminal
+ancestors and subtree boundaries, beside the same architecture at random init, and (decoders)
+attention from each boundary to the previous one; writes <workdir>/structure.json.
+
+Knowledge runs (Part 3): P-probing (each attribute from the hidden state just before each
+attribute's value in the person's biography) and Q-probing (from the name alone), trained vs random
+init; and for decoders the capacity: bits of knowledge held (the bit-complexity lower bound from
+the losses on names and values), per parameter, also after int8 / int4 quantization; writes
+<workdir>/knowledge.json. `--analyses=capacity` or `=probes` runs one of them.
 """
 import json
 import os
 
 from absl import app, flags
 
-from lmphys import cfg_structure
 from lmphys import cli
 from lmphys.train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's workdir.", required=True)
-_STRINGS = flags.DEFINE_integer("num_strings", 256, "Held-out strings to probe on.")
+_STRINGS = flags.DEFINE_integer("num_strings", 256, "CFG runs: held-out strings to probe on.")
+_ANALYSES = flags.DEFINE_list("analyses", ["probes", "capacity"], "Knowledge runs: probes and/or capacity.")
+
+
+def _structure(run) -> dict:
+    from lmphys import cfg_structure
+
+    result = cfg_structure.analyze_run(run.config, run.params, num_strings=_STRINGS.value)
+    print("| measure | trained | random init |\n|---|---|---|")
+    summary = result["summary"]
+    for name, value in summary.items():
+        if not name.endswith("_random_init"):
+            print(f"| {name} | {value:.3f} | {summary[name + '_random_init']:.3f} |")
+    return result
+
+
+def _knowledge(run) -> dict:
+    from lmphys import bio_analysis
+
+    result = {}
+    if "probes" in _ANALYSES.value:
+        result["probes"] = bio_analysis.probe_analysis(run.config, run.params)
+        print("| probe | trained | random init |\n|---|---|---|")
+        summary = result["probes"]["summary"]
+        for name, value in summary.items():
+            if not name.endswith("_random_init"):
+                print(f"| {name} | {value:.3f} | {summary.get(name + '_random_init', float('nan')):.3f} |")
+    if "capacity" in _ANALYSES.value and run.config.model.kind == "gpt":
+        result["capacity"] = capacity = bio_analysis.capacity_analysis(run.config, run.params)
+        print(f"\n{capacity['params']:,} parameters\n\n| weights | bits of knowledge | bits per parameter |\n|---|---|---|")
+        for label in ("fp32", "int8", "int4"):
+            print(f"| {label} | {capacity[label]['total']:,.0f} | {capacity['bits_per_param_' + label]:.3f} |")
+    return result
 
 
 def main(argv):
@@ -23,14 +60,10 @@ def main(argv):
     cli.quiet_library_logs()
     with cli.user_errors():
         run = loop.load_trained(_WORKDIR.value)
-        result = cfg_structure.analyze_run(run.config, run.params, num_strings=_STRINGS.value)
-    print(f"{_WORKDIR.value} at step {run.step}:\n")
-    print("| measure | trained | random init |\n|---|---|---|")
-    summary = result["summary"]
-    for name, value in summary.items():
-        if not name.endswith("_random_init"):
-            print(f"| {name} | {value:.3f} | {summary[name + '_random_init']:.3f} |")
-    path = os.path.join(_WORKDIR.value, "structure.json")
+        print(f"{_WORKDIR.value} at step {run.step}:\n")
+        knowledge = run.config.task.name == "bio"
+        result = _knowledge(run) if knowledge else _structure(run)
+    path = os.path.join(_WORKDIR.value, "knowledge.json" if knowledge else "structure.json")
     with open(path, "w") as handle:
         json.dump(result, handle, indent=1)
     print(f"\nwrote {path}")

@@ -5,7 +5,9 @@ PNG plots into the sweep directory: accuracy.png (final accuracies per trial), p
 probe accuracies, trained and random init, when the trials ran the structure analysis) and
 loss_curves.png. When the sweep has several seeds it also prints and writes results_mean.md (one
 row per setting, each metric as mean±std over the seeds); when it varies depth or width it draws
-gen_accuracy_vs_size.png and loss_vs_size.png (one panel per position scheme).
+gen_accuracy_vs_size.png and loss_vs_size.png (one panel per position scheme). Knowledge-world
+sweeps add qa.png (QA accuracy of the trained and the held-out half per trial) and, with the
+capacity analysis, capacity.png (bits of knowledge against parameters).
 """
 
 from absl import app, flags
@@ -15,7 +17,8 @@ from lmphys import cli
 
 _SWEEP = flags.DEFINE_string("sweep", None, "A sweep workdir (holding trials/).", required=True)
 _INCLUDE = flags.DEFINE_list(
-    "include", ["structure.summary"], "Prefixes of further result columns to show in the table."
+    "include", ["structure.summary", "capacity.bits_per_param", "knowledge_probes.summary"],
+    "Prefixes of further result columns to show in the table."
 )
 
 
@@ -36,10 +39,12 @@ def main(argv):
     groups = {
         "accuracy": [name for name in names if name.endswith("accuracy")],
         "probes": [name for name in every if name.startswith("structure.summary.nt_")],
+        "qa": [name for name in names if name.startswith(("eval.qa_", "eval.manip_"))],
     }
     written += tuple(report.plot(rows, _SWEEP.value, groups))
     for metric in ("eval.gen_accuracy", "eval.loss"):
         written += tuple(report.plot_vs_size(rows, _SWEEP.value, metric))
+    written += tuple(report.plot_capacity(rows, _SWEEP.value))
     print("\nwrote " + ", ".join(written))
 
 

@@ -134,6 +134,8 @@ def _run_config(workdir: str, **task_changes) -> ml_collections.ConfigDict:
 
 def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
     config = _run_config(str(tmp_path / "mixed"), qa_fraction=0.5)
+    config.train.steps = config.train.eval_every = config.train.checkpoint_every = 120
+    config.optim.learning_rate = 5e-3
     summary = loop.run(config, log=lambda line: None)
     accuracy = summary.eval_metrics["qa_train"]
     # chance for an exact-match answer is below 1% (the least varied attribute has 100 values)

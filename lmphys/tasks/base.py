@@ -46,8 +46,12 @@ class Task(Protocol):
     eos_id: int
     pad_id: int
 
-    def batch(self, key: jax.Array) -> Batch:
-        """A training batch; pure and jittable so it can run on device inside the train step."""
+    def batch(self, key: jax.Array, data=None) -> Batch:
+        """A training batch; pure and jittable so it can run on device inside the train step.
+
+        A task built on a fixed dataset (e.g. packed biographies) exposes it as `data`, a pytree of
+        arrays; the loop passes it back here as an argument of the jitted step rather than letting
+        it be baked into the program as a constant. Tasks that sample afresh have `data = None`."""
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
         """Task metrics (e.g. generation accuracy) of the model reached through `model`."""

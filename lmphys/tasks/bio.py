@@ -20,8 +20,9 @@ Public API of the data (implemented in bio_data, bio_manip and bio_d):
   "attributes" (the six retrieval questions) or a Part 3.2 manipulation kind, with `qa_cot`.
 - `exposures` > 0 sets the number of training steps so that each person's biographies are seen
   that many times in expectation (Part 3.3: 100 or 1000).
-- Evaluation: greedy exact-match QA accuracy per attribute on both halves (or the manipulation
-  kind's whole-answer and final-answer accuracy).
+- Evaluation: greedy exact-match QA accuracy per attribute on both halves, `qa_train[_<attribute>]`
+  and `qa_test[_<attribute>]`; for a manipulation kind `manip_train`/`manip_test` (whole answer
+  exact) and `manip_train_final`/`manip_test_final` (the final answer right, CoT or not).
 """
 from __future__ import annotations
 
@@ -219,7 +220,9 @@ class BioTask:
         augment = Augment(**AUGMENTATIONS[task.augmentation])
         self.bio_multi = augment.multi
         documents = bio_d.documents(self.world, task.world_seed, copies=augment.multi, permute=augment.permute)
-        self.pools, self.shares = [self._pack(documents, 0, what="bioD document")], [1.0 - task.junk_fraction]
+        prefix = (self.world.useful_id,) if task.domain_token else ()
+        self.pools = [self._pack(documents, 0, prefix=prefix, what="bioD document")]
+        self.shares = [1.0 - task.junk_fraction]
         if task.junk_fraction > 0:
             junk_world = bio_d.make_world(dataclasses.replace(spec, num_people=task.junk_people), task.world_seed + 10_007)
             self.pools.append(self._pack(bio_d.documents(junk_world, task.world_seed + 10_007), 9, what="junk document"))
@@ -322,7 +325,7 @@ class BioTask:
             bio_manip.final_answer(self.config.qa_kind, tok.decode([t for t in g if t >= 0])) == p.final
             for g, p in zip(generated, pairs)
         ]
-        return {f"{self.config.qa_kind}_{half}": float(np.mean(exact)), f"{self.config.qa_kind}_{half}_final": float(np.mean(final))}
+        return {f"manip_{half}": float(np.mean(exact)), f"manip_{half}_final": float(np.mean(final))}
 
     def describe(self) -> str:
         if self.config.world == "biod":

@@ -1,0 +1,38 @@
+"""Part 3.2, knowledge manipulation: partial retrieval (birth year), classification (birth month
+mod 2, 6, 12), comparison (who was born earlier) and inverse search (who was born on date X in
+city Y), trained on the training half's questions and tested on the held-out half's, with or
+without chain of thought (the answer first states the attribute it needs).
+
+    python scripts/train.py --config=configs/bio/manipulation.py:classify_month_2,cot
+    python scripts/train.py --config=configs/bio/manipulation.py:inverse_birth,plain
+    python scripts/train.py --config=configs/bio/manipulation.py:compare_birth,cot,paper   (GPU)
+
+One run trains on every person's multi5+permute biographies (so their knowledge is extractable) mixed
+with the manipulation questions of the training half (half the rows). To fine-tune a pretrained
+model instead, add --config.init_from=<its workdir> --config.task.qa_fraction=1.
+configs/sweeps/part3_manipulation.py runs every kind with and without CoT.
+"""
+import os
+
+import ml_collections
+
+from lmphys.config import load_config_file
+from lmphys.errors import ConfigError
+from lmphys.tasks import bio_manip
+
+
+def get_config(arg: str = "classify_month_2,cot") -> ml_collections.ConfigDict:
+    kind, _, rest = arg.partition(",")
+    style, _, scale = rest.partition(",")
+    style, scale = style or "cot", scale or "small"
+    if kind not in bio_manip.KINDS or style not in ("cot", "plain") or scale not in ("small", "paper"):
+        raise ConfigError(f"config argument {arg!r} is invalid: it must be <kind>,<cot|plain>[,paper] with kind one of "
+                          f"{', '.join(bio_manip.KINDS)}")
+    config = load_config_file(os.path.join(os.path.dirname(__file__), f"{scale}.py"), "mixed,multi5_permute")
+    config.workdir = f"runs/bio_{scale}_{kind}_{style}"
+    config.task.qa_kind = kind
+    config.task.qa_cot = style == "cot"
+    config.task.qa_fraction = 0.5
+    if scale == "small":
+        config.task.exposures = 100
+    return config

@@ -1,0 +1,29 @@
+"""Part 3.2: every knowledge-manipulation task, with and without chain of thought, tested on
+people whose manipulation questions were never trained.
+
+    python scripts/sweep.py --config=configs/sweeps/part3_manipulation.py          (CPU scale)
+    python scripts/sweep.py --config=configs/sweeps/part3_manipulation.py:paper    (GPU)
+    python scripts/report.py --sweep=runs/part3_manipulation_small
+
+Read manip_test (whole answer exact) and manip_test_final (the final answer right) per trial.
+The paper: without CoT, classification and comparison stay near chance on held-out people and
+inverse search at ~0%; with CoT they follow the retrieval accuracy.
+"""
+import os
+
+import ml_collections
+
+from lmphys.config import load_config_file
+from lmphys.tasks import bio_manip
+
+
+def get_config(scale: str = "small") -> ml_collections.ConfigDict:
+    sweep = ml_collections.ConfigDict()
+    sweep.workdir = f"runs/part3_manipulation_{scale}"
+    suffix = "" if scale == "small" else ",paper"
+    sweep.base = load_config_file(os.path.join(os.path.dirname(__file__), "..", "bio", "manipulation.py"),
+                                  f"classify_month_2,cot{suffix}")
+    sweep.base.workdir = sweep.workdir
+    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": list(bio_manip.KINDS), "qa_cot": [False, True]}})
+    sweep.analyses = ()
+    return sweep
