@@ -163,3 +163,25 @@ def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path
     mismatched.init_from, mismatched.model.width = str(tmp_path / "pre"), 32
     with pytest.raises(Exception, match="parameter shapes differ"):
         loop.run(mismatched, log=lambda line: None)
+
+
+@pytest.mark.parametrize("file, arg", [
+    ("small.py", "mixed,multi5_permute"), ("small.py", "bert,fullname"), ("paper.py", "pretrain,permute5"),
+    ("manipulation.py", "inverse_birth,plain"), ("manipulation.py", "compare_birth,cot,paper"),
+    ("capacity.py", "bios,1000,junk_domain"), ("capacity.py", "biod,100"),
+])
+def test_every_knowledge_config_argument_is_valid(file, arg):
+    config_lib.validate(config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), arg))
+    with pytest.raises(ConfigError, match="is invalid"):
+        config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), "nonsense,1")
+
+
+def test_junk_rows_are_mixed_in_and_only_useful_biographies_carry_the_domain_token():
+    task = bio.BioTask(_task_config(junk_fraction=0.5, junk_people=60, domain_token=True))
+    useful_id = task.tokenizer.id("<useful>")
+    useful, junk = task.pools
+    after_bos = useful.tokens[:, 1:][useful.tokens[:, :-1] == task.bos_id]
+    assert (after_bos == useful_id).all()
+    assert not (junk.tokens == useful_id).any() and not useful.is_target[useful.tokens == useful_id].any()
+    tokens, _ = bio_pack.draw_rows(jax.random.key(1), task.data, task.shares, 2000)
+    assert abs(float((np.asarray(tokens) == useful_id).any(axis=1).mean()) - 0.5) < 0.05

@@ -27,7 +27,8 @@ MODES = ("pretrain", "mixed", "finetune", "bert")
 def get_config(arg: str = "pretrain,single") -> ml_collections.ConfigDict:
     mode, _, augmentation = arg.partition(",")
     if mode not in MODES:
-        raise ConfigError(f"config argument mode {mode!r} is unknown: it must be one of {', '.join(MODES)}")
+        raise ConfigError(f"config argument {arg!r} is invalid: it must be <mode>,<augmentation> with mode one of "
+                          f"{', '.join(MODES)}")
     config = load_config_file(os.path.join(os.path.dirname(__file__), "..", "default.py"))
     config.workdir = f"runs/bio_small_{mode}_{augmentation or 'single'}"
     config.task = bio.default_config()

@@ -234,15 +234,12 @@ class BioTask:
         """(question ids, answer ids) per QA pair of `persons` in the configured kind."""
         tok = self.tokenizer
         if self.config.qa_kind == "attributes":
-            questions, answers, _ = self._qa_tokens(persons)
+            questions, answers, _ = qa_tokens(self.people, persons)
             return list(zip(questions, answers))
         pairs = bio_manip.manipulation_pairs(self.people, self.config.qa_kind, persons, self.config.world_seed,
                                              self.config.qa_cot)
         return [(np.asarray(tok.encode(p.question), np.int32), np.asarray(tok.encode(p.answer), np.int32))
                 for p in pairs]
-
-    def _qa_tokens(self, persons: np.ndarray):
-        return qa_tokens(self.people, persons)
 
     def _eval_persons(self, persons: np.ndarray, salt: int) -> np.ndarray:
         count = min(self.config.eval_people, len(persons))
@@ -305,7 +302,7 @@ class BioTask:
         return outputs
 
     def _attribute_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
-        questions, answers, attribute = self._qa_tokens(persons)
+        questions, answers, attribute = qa_tokens(self.people, persons)
         generated = self._answers(model, key, questions, max(len(a) for a in answers))
         correct = np.array([np.array_equal(g, a) for g, a in zip(generated, answers)])
         attribute = np.asarray(attribute)
@@ -315,6 +312,8 @@ class BioTask:
 
     def _manipulation_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
         tok = self.tokenizer
+        # Another seed than training's: comparisons on the trained half pair people afresh (the
+        # single-person questions do not depend on the seed).
         pairs = bio_manip.manipulation_pairs(self.people, self.config.qa_kind, persons, self.config.world_seed + 1,
                                              self.config.qa_cot)
         questions = [np.asarray(tok.encode(p.question), np.int32) for p in pairs]
