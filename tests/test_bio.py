@@ -185,3 +185,17 @@ def test_junk_rows_are_mixed_in_and_only_useful_biographies_carry_the_domain_tok
     assert not (junk.tokens == useful_id).any() and not useful.is_target[useful.tokens == useful_id].any()
     tokens, _ = bio_pack.draw_rows(jax.random.key(1), task.data, task.shares, 2000)
     assert abs(float((np.asarray(tokens) == useful_id).any(axis=1).mean()) - 0.5) < 0.05
+
+
+def test_each_document_is_packed_after_many_different_neighbours():
+    # 30 one-token documents; one packing always puts document 5 after the same neighbour
+    flat, offsets = np.arange(10, 40, dtype=np.int32), np.arange(31)
+    rows = bio_pack.pack_several(flat, offsets, packings=8, seed=3, seq_len=11, bos_id=1, eos_id=2, pad_id=0)
+    assert len(rows) == 8 * len(bio_pack.pack(flat, offsets, seq_len=11, seed=0, bos_id=1, eos_id=2, pad_id=0))
+    before = set()
+    for row in rows.tokens:
+        where = np.flatnonzero(row == 15)
+        if len(where) and where[0] >= 3:
+            before.add(int(row[where[0] - 3]))  # the document before: bos, doc, eos, bos, 15
+    assert len(before) >= 4
+    assert sorted(rows.tokens[rows.tokens >= 10].tolist()) == sorted(np.repeat(flat, 8).tolist())

@@ -70,6 +70,8 @@ AUGMENTATIONS = {
     "multi5_fullname_permute": {"multi": 5, "permute": True, "fullname": True},
 }
 _EVAL_CHUNK = 256  # prompts per generation call
+_PACKING_BUDGET_TOKENS = 2**26  # per pool: several packings while they fit (~320 MB of rows)
+_MOST_PACKINGS = 64
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -147,6 +149,7 @@ class BioTask:
         validate(task)
         self.config = task
         self.batch_size, self.seq_len, self.objective = task.batch_size, task.seq_len, task.objective
+        self._rows_per_pass: dict[int, int] = {}
         if task.world == "biod":
             self._build_biod(task)
         else:
@@ -160,11 +163,15 @@ class BioTask:
         trained = max(1, min(count - 1, int(round(self.config.train_fraction * count))))
         return np.sort(order[:trained]), np.sort(order[trained:])
 
-    def _pack(self, documents, seed_offset: int, **kwargs) -> bio_pack.Rows:
-        return bio_pack.pack(
-            documents.tokens, documents.offsets, seq_len=self.seq_len, seed=self.config.world_seed * 1000 + seed_offset,
-            bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, **kwargs,
-        )
+    def _pack(self, flat_tokens: np.ndarray, offsets: np.ndarray, seed_offset: int, **kwargs) -> bio_pack.Rows:
+        """As many packings of the documents as fit the budget (at least one); sets how many rows
+        one pass over them takes in `self._rows_per_pass[seed_offset]`."""
+        ids = dict(seq_len=self.seq_len, bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, **kwargs)
+        seed = self.config.world_seed * 100 + seed_offset
+        one = bio_pack.pack(flat_tokens, offsets, seed=seed * 1000, **ids)
+        packings = bio_pack.packings_within(len(one), self.seq_len, _PACKING_BUDGET_TOKENS, _MOST_PACKINGS)
+        self._rows_per_pass[seed_offset] = len(one)
+        return bio_pack.pack_several(flat_tokens, offsets, packings=packings, seed=seed, **ids)
 
     def _build_bios(self, task: ml_collections.ConfigDict) -> None:
         tok = tokenizer()
@@ -183,27 +190,26 @@ class BioTask:
             groups = [(np.arange(task.people), augment)]
         self.bio_multi = augment.multi
         prefix = (tok.id("<useful>"),) if task.domain_token else ()
-        bio_rows = []
-        for index, (persons, group_augment) in enumerate(groups):
-            if len(persons):
-                documents = biographies(self.people, task.world_seed, augment=group_augment, persons=persons)
-                bio_rows.append(self._pack(documents, index, prefix=prefix, what="biography"))
-        bios = bio_pack.Rows(np.concatenate([r.tokens for r in bio_rows]), np.concatenate([r.is_target for r in bio_rows]))
+        parts = [biographies(self.people, task.world_seed, augment=group_augment, persons=persons)
+                 for persons, group_augment in groups if len(persons)]
+        flat = np.concatenate([part.tokens for part in parts])
+        starts = np.cumsum([0] + [len(part.tokens) for part in parts])
+        offsets = np.concatenate([[0]] + [part.offsets[1:] + start for part, start in zip(parts, starts)])
+        bios = self._pack(flat, offsets, 0, prefix=prefix, what="biography")
         self.pools, self.shares = [], []
         if task.qa_fraction < 1:
             self.pools.append(bios)
             self.shares.append(1.0 - task.qa_fraction - task.junk_fraction)
         if task.qa_fraction > 0:
             flat, offsets, loss_from = bio_pack.concat_documents(self._qa_documents(self.qa_train))
-            self.pools.append(bio_pack.pack(flat, offsets, seq_len=self.seq_len, seed=task.world_seed * 1000 + 7,
-                                            bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id,
-                                            loss_from=loss_from, what="question and answer"))
+            self.pools.append(self._pack(flat, offsets, 7, loss_from=loss_from, what="question and answer"))
             self.shares.append(task.qa_fraction)
         if task.junk_fraction > 0:
             junk_people = sample_people(task.world_seed + 10_007, task.junk_people)
-            self.pools.append(self._pack(biographies(junk_people, task.world_seed + 10_007), 9, what="junk biography"))
+            junk = biographies(junk_people, task.world_seed + 10_007)
+            self.pools.append(self._pack(junk.tokens, junk.offsets, 9, what="junk biography"))
             self.shares.append(task.junk_fraction)
-        self.bio_rows = len(bios)
+        self.bio_rows = self._rows_per_pass[0]
         self._eval_sets = {
             "train": self._eval_persons(self.qa_train, 3),
             "test": self._eval_persons(self.qa_test, 4),
@@ -221,13 +227,14 @@ class BioTask:
         self.bio_multi = augment.multi
         documents = bio_d.documents(self.world, task.world_seed, copies=augment.multi, permute=augment.permute)
         prefix = (self.world.useful_id,) if task.domain_token else ()
-        self.pools = [self._pack(documents, 0, prefix=prefix, what="bioD document")]
+        self.pools = [self._pack(documents.tokens, documents.offsets, 0, prefix=prefix, what="bioD document")]
         self.shares = [1.0 - task.junk_fraction]
         if task.junk_fraction > 0:
             junk_world = bio_d.make_world(dataclasses.replace(spec, num_people=task.junk_people), task.world_seed + 10_007)
-            self.pools.append(self._pack(bio_d.documents(junk_world, task.world_seed + 10_007), 9, what="junk document"))
+            junk = bio_d.documents(junk_world, task.world_seed + 10_007)
+            self.pools.append(self._pack(junk.tokens, junk.offsets, 9, what="junk document"))
             self.shares.append(task.junk_fraction)
-        self.bio_rows = len(self.pools[0])
+        self.bio_rows = self._rows_per_pass[0]
         self._eval_sets = {}
 
     def _qa_documents(self, persons: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

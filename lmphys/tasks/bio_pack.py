@@ -4,7 +4,11 @@ The knowledge worlds (Part 3) train on a fixed set of documents (biographies, QA
 on fresh samples, so the rows are made once on the host: each document becomes `[bos] doc [eos]`
 (optionally with a domain token after bos), documents are shuffled and packed whole, first fit in
 order, into rows of seq_len + 1 tokens; the rest of a row is padding. A document never straddles
-two rows, so every biography keeps its name and every QA pair its question in view.
+two rows, so every biography keeps its name and every QA pair its question in view. Several
+packings in different orders are kept (`pack_several`), so that a document is seen after many
+different neighbours: attention crosses document boundaries, and with one fixed packing a model
+memorises rows instead of facts (found on the CPU fine-tuning runs: near-zero training loss on QA
+rows, yet the same questions asked alone were mostly answered wrong).
 
 Each row carries a target mask: a token counts as a training target when it belongs to a document
 at or after the document's `loss_from` offset (0 for biographies; the answer's start for QA, so the
@@ -96,6 +100,21 @@ def pack(
     tokens[eos_at] = eos_id
     is_target[eos_at] = True
     return Rows(tokens.reshape(num_rows, width), is_target.reshape(num_rows, width))
+
+
+def pack_several(flat_tokens: np.ndarray, offsets: np.ndarray, *, packings: int, seed: int, **kwargs) -> Rows:
+    """`packings` packings of the same documents, each in its own shuffled order, stacked.
+
+    With one fixed packing every document always sits after the same neighbours, and a model can
+    lower its loss by memorising rows (QA answers recalled from the row's earlier questions)
+    rather than facts about people; several packings put each document in several contexts."""
+    parts = [pack(flat_tokens, offsets, seed=seed * 1000 + index, **kwargs) for index in range(packings)]
+    return Rows(np.concatenate([part.tokens for part in parts]), np.concatenate([part.is_target for part in parts]))
+
+
+def packings_within(rows_per_packing: int, seq_len: int, budget_tokens: int, most: int) -> int:
+    """How many packings fit in `budget_tokens` tokens (at least 1, at most `most`)."""
+    return int(max(1, min(most, budget_tokens // max(1, rows_per_packing * (seq_len + 1)))))
 
 
 def concat_documents(pieces: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
