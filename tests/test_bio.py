@@ -10,7 +10,8 @@ import pytest
 
 from lmphys import config as config_lib
 from lmphys.errors import ConfigError
-from lmphys.tasks import bio, bio_pack
+from lmphys.tasks import bio, bio_manip, bio_pack
+from lmphys.tasks.base import ModelFns
 from lmphys.train import lora, loop, step as step_lib
 
 
@@ -199,3 +200,43 @@ def test_each_document_is_packed_after_many_different_neighbours():
             before.add(int(row[where[0] - 3]))  # the document before: bos, doc, eos, bos, 15
     assert len(before) >= 4
     assert sorted(rows.tokens[rows.tokens >= 10].tolist()) == sorted(np.repeat(flat, 8).tolist())
+
+
+def _oracle(answers_by_question: dict, eos_id: int, wrong: bool = False):
+    """A stand-in model that writes the known answer (or a wrong one) after each question."""
+
+    def sample(prompts, lengths, key):
+        rows = np.array(prompts)
+        for row, length in zip(rows, np.asarray(lengths)):
+            if length == 1:  # a filler row of the last chunk
+                continue
+            answer = list(answers_by_question[tuple(row[1:length].tolist())])
+            if wrong:
+                answer = answer[::-1] if len(answer) > 1 and answer[::-1] != answer else answer + answer
+            written = (answer + [eos_id])[: len(row) - length]
+            row[length:length + len(written)] = written
+        return jnp.asarray(rows)
+
+    return sample
+
+
+@pytest.mark.parametrize("kind, cot", [("attributes", False), ("compare_birth", True), ("classify_month_6", False)])
+def test_qa_evaluation_scores_a_perfect_model_1_and_a_wrong_one_0(kind, cot):
+    task = bio.BioTask(_task_config(qa_kind=kind, qa_cot=cot, eval_people=10))
+    tok = task.tokenizer
+    persons = np.concatenate([task.qa_train, task.qa_test])
+    if kind == "attributes":
+        questions, answers, _ = bio.qa_tokens(task.people, persons)
+        table = {tuple(q.tolist()): a.tolist() for q, a in zip(questions, answers)}
+    else:
+        table = {}
+        for half in task._eval_sets.values():  # the people the evaluation asks about
+            for pair in bio_manip.manipulation_pairs(task.people, kind, half, task.config.world_seed + 1, cot):
+                table[tuple(tok.encode(pair.question))] = tok.encode(pair.answer)
+    right = task.evaluate(ModelFns(sample=_oracle(table, task.eos_id), log_probs=None), jax.random.key(0))
+    wrong = task.evaluate(ModelFns(sample=_oracle(table, task.eos_id, wrong=True), log_probs=None), jax.random.key(0))
+    prefix = "qa" if kind == "attributes" else "manip"
+    for half in ("train", "test"):
+        assert right[f"{prefix}_{half}"] == 1.0 and wrong[f"{prefix}_{half}"] == 0.0
+        if prefix == "manip":
+            assert right[f"manip_{half}_final"] == 1.0
