@@ -8,12 +8,11 @@ workdir without the training process.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from lmphys import capacity
 from lmphys.models import transformer
@@ -23,31 +22,30 @@ from lmphys.train import loop
 QUANTIZATIONS = (8, 4)
 
 
-def _log_probs_fn(graphdef, params):
-    apply = jax.jit(lambda p, tokens: jax.nn.log_softmax(transformer.apply(graphdef, p, tokens)))
-    return lambda tokens: apply(params, jnp.asarray(tokens))
-
-
-def _bits(task: bio.BioTask, graphdef, params) -> dict[str, float]:
-    """Bits of knowledge the model holds about the task's people (whole world, training data)."""
-    log_probs = _log_probs_fn(graphdef, params)
-    seq_len = task.seq_len
+def _measure_bits(task: bio.BioTask, graphdef) -> Callable[[Any], dict[str, float]]:
+    """params -> bits of knowledge the model holds about the task's people (whole world, training
+    data); the documents and the compiled forward pass are made once for every weight variant."""
+    apply = jax.jit(lambda params, tokens: jax.nn.log_softmax(transformer.apply(graphdef, params, tokens)))
     if task.config.world == "biod":
         documents = bio_d.documents(task.world, task.config.world_seed, copies=1)
-        return capacity.measure_biod_bits(log_probs, documents, seq_len=seq_len)
+        return lambda params: capacity.measure_biod_bits(
+            lambda tokens: apply(params, jnp.asarray(tokens)), documents, seq_len=task.seq_len)
     documents = bio.biographies(task.people, task.config.world_seed)  # each person's fixed rendering
-    return capacity.measure_bios_bits(log_probs, documents, bos_id=task.bos_id, pad_id=task.pad_id, seq_len=seq_len)
+    return lambda params: capacity.measure_bios_bits(
+        lambda tokens: apply(params, jnp.asarray(tokens)), documents, bos_id=task.bos_id, pad_id=task.pad_id,
+        seq_len=task.seq_len)
 
 
 def capacity_analysis(config: ml_collections.ConfigDict, params: Any) -> dict[str, Any]:
     """{"bits", "bits_per_param", and the same after int8 / int4 weight quantization}."""
-    setup = loop._setup(config)
     if config.model.kind != "gpt":
         return {}
+    setup = loop._setup(config)
+    measure = _measure_bits(setup.task, setup.graphdef)
     num_params = transformer.num_params(params)
     out: dict[str, Any] = {"params": num_params}
     for label, weights in [("fp32", params)] + [(f"int{bits}", capacity.quantize(params, bits)) for bits in QUANTIZATIONS]:
-        bits = _bits(setup.task, setup.graphdef, weights)
+        bits = measure(weights)
         out[label] = {name: float(value) for name, value in bits.items()}
         out[f"bits_per_param_{label}"] = float(bits["total"]) / num_params
     return out
@@ -62,14 +60,5 @@ def probe_analysis(config: ml_collections.ConfigDict, params: Any, seed: int = 0
     documents = bio.biographies(task.people, config.task.world_seed)
     result = bio_probe.probe_run(setup.graphdef, params, setup.model_cfg, task.people, documents,
                                  key=jax.random.key(seed))
-    return {"summary": bio_probe.summarize(result), "detail": _jsonable(result)}
+    return {"summary": bio_probe.summarize(result), "detail": result}  # probe_run's values are floats
 
-
-def _jsonable(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {str(k): _jsonable(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [_jsonable(v) for v in tree]
-    if isinstance(tree, (np.generic, np.ndarray)):
-        return tree.tolist()
-    return tree

@@ -35,7 +35,7 @@ import ml_collections
 
 from lmphys import config as config_lib, parallel
 from lmphys.errors import ConfigError, LmphysError
-from lmphys.train import loop, stack, step as step_lib
+from lmphys.train import loop, metrics, stack, step as step_lib
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
@@ -200,7 +200,7 @@ class _Board:
             return ""
         mean = sum(self._durations) / len(self._durations)
         waves = -(-self.jobs_left // self.parallel_jobs)
-        return f"; ETA {loop.format_duration(waves * mean)}"
+        return f"; ETA {metrics.format_duration(waves * mean)}"
 
     def update(self, job: Job, new: Mapping[str, str], seconds: float | None = None) -> None:
         with self._lock:
@@ -208,7 +208,7 @@ class _Board:
             if seconds is not None:
                 self._durations.append(seconds)
                 self.jobs_left -= 1
-            verb = "started" if seconds is None else f"ended in {loop.format_duration(seconds)}"
+            verb = "started" if seconds is None else f"ended in {metrics.format_duration(seconds)}"
             self._log(f"[job {job.index}] {job.name} {verb} -- trials: {self.counts()}{self._eta()}")
 
 

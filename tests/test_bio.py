@@ -191,8 +191,10 @@ def test_junk_rows_are_mixed_in_and_only_useful_biographies_carry_the_domain_tok
 def test_each_document_is_packed_after_many_different_neighbours():
     # 30 one-token documents; one packing always puts document 5 after the same neighbour
     flat, offsets = np.arange(10, 40, dtype=np.int32), np.arange(31)
-    rows = bio_pack.pack_several(flat, offsets, packings=8, seed=3, seq_len=11, bos_id=1, eos_id=2, pad_id=0)
-    assert len(rows) == 8 * len(bio_pack.pack(flat, offsets, seq_len=11, seed=0, bos_id=1, eos_id=2, pad_id=0))
+    one = len(bio_pack.pack(flat, offsets, seq_len=11, seed=0, bos_id=1, eos_id=2, pad_id=0))
+    rows, per_packing = bio_pack.pack_several(flat, offsets, budget_tokens=8 * one * 12, most=64, seed=3, seq_len=11,
+                                              bos_id=1, eos_id=2, pad_id=0)
+    assert per_packing == one and len(rows) == 8 * one  # the budget holds exactly 8 packings
     before = set()
     for row in rows.tokens:
         where = np.flatnonzero(row == 15)

@@ -164,14 +164,14 @@ class BioTask:
         return np.sort(order[:trained]), np.sort(order[trained:])
 
     def _pack(self, flat_tokens: np.ndarray, offsets: np.ndarray, seed_offset: int, **kwargs) -> bio_pack.Rows:
-        """As many packings of the documents as fit the budget (at least one); sets how many rows
+        """As many packings of the documents as fit the budget (at least one); records how many rows
         one pass over them takes in `self._rows_per_pass[seed_offset]`."""
-        ids = dict(seq_len=self.seq_len, bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, **kwargs)
-        seed = self.config.world_seed * 100 + seed_offset
-        one = bio_pack.pack(flat_tokens, offsets, seed=seed * 1000, **ids)
-        packings = bio_pack.packings_within(len(one), self.seq_len, _PACKING_BUDGET_TOKENS, _MOST_PACKINGS)
-        self._rows_per_pass[seed_offset] = len(one)
-        return bio_pack.pack_several(flat_tokens, offsets, packings=packings, seed=seed, **ids)
+        rows, self._rows_per_pass[seed_offset] = bio_pack.pack_several(
+            flat_tokens, offsets, budget_tokens=_PACKING_BUDGET_TOKENS, most=_MOST_PACKINGS,
+            seed=self.config.world_seed * 100 + seed_offset, seq_len=self.seq_len,
+            bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, **kwargs,
+        )
+        return rows
 
     def _build_bios(self, task: ml_collections.ConfigDict) -> None:
         tok = tokenizer()

@@ -102,19 +102,20 @@ def pack(
     return Rows(tokens.reshape(num_rows, width), is_target.reshape(num_rows, width))
 
 
-def pack_several(flat_tokens: np.ndarray, offsets: np.ndarray, *, packings: int, seed: int, **kwargs) -> Rows:
-    """`packings` packings of the same documents, each in its own shuffled order, stacked.
+def pack_several(
+    flat_tokens: np.ndarray, offsets: np.ndarray, *, budget_tokens: int, most: int, seed: int, seq_len: int, **kwargs
+) -> tuple[Rows, int]:
+    """(rows, rows of one packing): as many packings of the same documents as fit `budget_tokens`
+    (at least 1, at most `most`), each in its own shuffled order, stacked.
 
     With one fixed packing every document always sits after the same neighbours, and a model can
     lower its loss by memorising rows (QA answers recalled from the row's earlier questions)
     rather than facts about people; several packings put each document in several contexts."""
-    parts = [pack(flat_tokens, offsets, seed=seed * 1000 + index, **kwargs) for index in range(packings)]
-    return Rows(np.concatenate([part.tokens for part in parts]), np.concatenate([part.is_target for part in parts]))
-
-
-def packings_within(rows_per_packing: int, seq_len: int, budget_tokens: int, most: int) -> int:
-    """How many packings fit in `budget_tokens` tokens (at least 1, at most `most`)."""
-    return int(max(1, min(most, budget_tokens // max(1, rows_per_packing * (seq_len + 1)))))
+    parts = [pack(flat_tokens, offsets, seq_len=seq_len, seed=seed * 1000, **kwargs)]
+    packings = int(max(1, min(most, budget_tokens // max(1, len(parts[0]) * (seq_len + 1)))))
+    parts += [pack(flat_tokens, offsets, seq_len=seq_len, seed=seed * 1000 + index, **kwargs) for index in range(1, packings)]
+    rows = Rows(np.concatenate([part.tokens for part in parts]), np.concatenate([part.is_target for part in parts]))
+    return rows, len(parts[0])
 
 
 def concat_documents(pieces: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

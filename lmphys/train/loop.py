@@ -74,52 +74,6 @@ class RunSummary:
         return out
 
 
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
-
-
-class _Progress:
-    """Throughput, MFU and ETA for the progress lines.
-
-    tokens/s is measured over the steps since the last line, starting after the compiling first
-    step and excluding evaluations, so it is the training speed alone; the ETA clock includes
-    evaluations, since the remaining ones will take time too.
-    """
-
-    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
-        self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
-        self.start(0)
-
-    def start(self, step: int) -> None:
-        """Start the ETA clock and a measuring window at `step`."""
-        self._clock = (time.perf_counter(), step)
-        self.new_window(step)
-
-    def new_window(self, step: int) -> None:
-        self._window = (time.perf_counter(), step)
-
-    def seconds_in_window(self) -> float:
-        return time.perf_counter() - self._window[0]
-
-    def measure(self, step: int, end: int) -> tuple[dict[str, float], str]:
-        """(values for metrics.jsonl, the speed part of the progress line) for the window up to `step`."""
-        now = time.perf_counter()
-        window_start, window_step = self._window
-        tokens_per_sec = (step - window_step) * self.tokens_per_step / max(now - window_start, 1e-9)
-        values = {"tokens_per_sec": tokens_per_sec}
-        text = f"tok/s {tokens_per_sec:,.0f}"
-        if self.peak_flops:
-            values["mfu"] = tokens_per_sec * self.flops_per_token / self.peak_flops
-            text += f" mfu {100 * values['mfu']:.1f}%"
-        clock_start, clock_step = self._clock
-        rate = (step - clock_step) / max(now - clock_start, 1e-9)
-        eta = (end - step) / rate if rate > 0 else 0.0
-        return values, f"{text} ETA {format_duration(eta)}"
-
-
 class StopSignal:
     """Turns SIGTERM/SIGINT into a flag that loops check between steps. Handlers can only be
     installed from the main thread; a sweep running jobs in threads enters one there and hands it
@@ -397,7 +351,7 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
     total_steps = first.train.steps
     tokens_per_step = num_models * first.task.batch_size * first.task.seq_len
     device_peak = metrics.device_peak_flops()
-    progress = _Progress(
+    progress = metrics.Progress(
         tokens_per_step,
         transformer.flops_per_token(setup.model_cfg, first.task.seq_len),
         None if device_peak is None else device_peak * mesh.size,

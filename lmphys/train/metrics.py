@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Mapping
 
 import jax
@@ -82,3 +83,49 @@ def read_metrics(workdir: str) -> list[dict]:
     """All records of a run's metrics.jsonl, in order."""
     with open(os.path.join(workdir, "metrics.jsonl")) as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+    """Throughput, MFU and ETA for the progress lines.
+
+    tokens/s is measured over the steps since the last line, starting after the compiling first
+    step and excluding evaluations, so it is the training speed alone; the ETA clock includes
+    evaluations, since the remaining ones will take time too.
+    """
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None):
+        self.tokens_per_step, self.flops_per_token, self.peak_flops = tokens_per_step, flops_per_token, peak_flops
+        self.start(0)
+
+    def start(self, step: int) -> None:
+        """Start the ETA clock and a measuring window at `step`."""
+        self._clock = (time.perf_counter(), step)
+        self.new_window(step)
+
+    def new_window(self, step: int) -> None:
+        self._window = (time.perf_counter(), step)
+
+    def seconds_in_window(self) -> float:
+        return time.perf_counter() - self._window[0]
+
+    def measure(self, step: int, end: int) -> tuple[dict[str, float], str]:
+        """(values for metrics.jsonl, the speed part of the progress line) for the window up to `step`."""
+        now = time.perf_counter()
+        window_start, window_step = self._window
+        tokens_per_sec = (step - window_step) * self.tokens_per_step / max(now - window_start, 1e-9)
+        values = {"tokens_per_sec": tokens_per_sec}
+        text = f"tok/s {tokens_per_sec:,.0f}"
+        if self.peak_flops:
+            values["mfu"] = tokens_per_sec * self.flops_per_token / self.peak_flops
+            text += f" mfu {100 * values['mfu']:.1f}%"
+        clock_start, clock_step = self._clock
+        rate = (step - clock_step) / max(now - clock_start, 1e-9)
+        eta = (end - step) / rate if rate > 0 else 0.0
+        return values, f"{text} ETA {format_duration(eta)}"
