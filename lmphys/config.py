@@ -10,13 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import ml_collections
 
 from lmphys.errors import ConfigError, DataError
 
-TASKS = ("cfg", "bio")
 OBJECTIVES = {"gpt": "lm", "bert": "mlm"}
 
 
@@ -92,14 +91,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(data_seed, int) and data_seed >= -1, "data_seed", "it must be an integer, -1 for seed's", data_seed)
     _require(bool(_get(config, "workdir")), "workdir", "it must name a directory", config.workdir)
 
-    _one_of(config, "task.name", TASKS)
+    _one_of(config, "task.name", TASK_VALIDATORS)
     _one_of(config, "task.objective", OBJECTIVES.values())
-    if config.task.name == "cfg":
-        _validate_cfg_task(config)
-    else:
-        from lmphys.tasks import bio
-
-        bio.validate(config.task)
+    TASK_VALIDATORS[config.task.name](config)
 
     _one_of(config, "model.kind", transformer.MODEL_KINDS)
     expected = OBJECTIVES[config.model.kind]
@@ -169,6 +163,30 @@ def _validate_cfg_task(config: ml_collections.ConfigDict) -> None:
     _fraction(config, "task.corrupt_fraction", low_open=False, high_open=False)
     _fraction(config, "task.corrupt_rate", low_open=False, high_open=False)
     _validate_task_data(config)
+
+
+def _validate_bio_task(config: ml_collections.ConfigDict) -> None:
+    from lmphys.tasks import bio
+
+    bio.validate(config.task)
+
+
+def _validate_igsm_task(config: ml_collections.ConfigDict) -> None:
+    from lmphys.tasks import igsm
+
+    igsm.validate(config.task)
+    _require(config.task.eval_len <= config.model.max_len, "task.eval_len",
+             f"it must be at most model.max_len = {config.model.max_len} (evaluation writes solutions up to it)",
+             config.task.eval_len)
+
+
+# task.name -> the check of its task.* fields; a new world adds its entry here (and its builder to
+# train/loop.py's TASK_BUILDERS).
+TASK_VALIDATORS: dict[str, Callable[[ml_collections.ConfigDict], None]] = {
+    "cfg": _validate_cfg_task,
+    "bio": _validate_bio_task,
+    "igsm": _validate_igsm_task,
+}
 
 
 def init_from(config: ml_collections.ConfigDict) -> str:

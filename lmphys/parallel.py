@@ -12,10 +12,11 @@ plus, under FSDP, `"fsdp"` on its largest dimension that the axis size divides. 
 `[K, B, T]` with rows over `("data", "fsdp")`. The axes are `Auto` (GSPMD propagation), so the
 model code needs no sharding annotations of its own.
 
-Data is made on device inside the jitted step from (seed, step); with JAX's partitionable
+Data is made on device inside the jitted step from (seed, step) where the world allows; with JAX's partitionable
 threefry, the random bits of an array do not depend on how it is sharded, so the batch of step s is
 the same on 1 device, 8 devices or 8 hosts, and each device (hence each host) computes only its own
-rows. Host-side data pipelines take their rows from `host_rows`.
+rows. Batches made on the host (train/host_data.py) enter the step as `[K, B, T]` arrays placed
+with `stacked_rows_sharding`; a host that feeds only its own rows takes them from `host_rows`.
 """
 from __future__ import annotations
 
@@ -115,6 +116,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def per_model_sharding(mesh: Mesh) -> NamedSharding:
     """For [K] arrays: per-model keys and metrics."""
     return NamedSharding(mesh, P("models"))
+
+
+def stacked_rows_sharding(mesh: Mesh) -> NamedSharding:
+    """For [K, B, ...] arrays made outside the step (host batches): K over `models`, rows over
+    the batch axes, as `constrain_rows` splits batches made inside it."""
+    return NamedSharding(mesh, P("models", BATCH_ROWS))
 
 
 def local_copy_of_model(mesh: Mesh, stacked: Any, index: int) -> Any:

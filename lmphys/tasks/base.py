@@ -3,6 +3,8 @@
 The loop only sees `Batch` and a task's `evaluate`; what tokens mean stays inside the task
 (DESIGN.md, principle 3). Batches are pure functions of a PRNG key, and the loop derives that key
 from (seed, step), so step s of a run always sees the same data, across restarts and devices.
+Worlds whose data can only be made in Python offer `host_batch(seed, step)` instead, which the
+loop runs on the host, in worker processes if the task asks for them (train/host_data.py).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import jax.numpy as jnp
 
 
 class Batch(NamedTuple):
-    """One training batch. All arrays are [batch, seq_len]."""
+    """One training batch. All arrays are [batch, seq_len] (numpy arrays from `host_batch`)."""
 
     inputs: jax.Array  # int32 token ids fed to the model
     targets: jax.Array  # int32 ids the model should predict at each position
@@ -39,7 +41,12 @@ class ModelFns(NamedTuple):
 
 
 class Task(Protocol):
-    """What a synthetic world offers the loop."""
+    """What a synthetic world offers the loop.
+
+    Optionally, a world whose data can't be made on device (e.g. iGSM problems built in Python)
+    has `host_batch` and `data_workers` (see `HostTask`); the loop then trains on `host_batch`
+    and never calls `batch`.
+    """
 
     vocab_size: int
     bos_id: int
@@ -55,6 +62,19 @@ class Task(Protocol):
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
         """Task metrics (e.g. generation accuracy) of the model reached through `model`."""
+
+
+class HostTask(Task, Protocol):
+    """A task whose batches are made on the host, by numpy code, rather than inside the step."""
+
+    data_workers: int  # 0: batches are made in the loop's thread; N > 0: by N worker processes
+
+    def host_batch(self, seed: int, step: int, held_out: bool = False) -> Batch:
+        """Batch `step` of data stream `seed` as numpy arrays [batch_size, seq_len] (inputs and
+        targets int32, loss_mask float32); a pure function of its arguments and the task's config,
+        so a resumed run replays exactly and the number of workers never changes the data.
+        `held_out=True` is the evaluation stream (e.g. test-split problems). With
+        `data_workers > 0` the task object is pickled to worker processes, so it must pickle."""
 
 
 def causal_lm_batch(sequences_BT1: jax.Array) -> Batch:

@@ -8,6 +8,7 @@ of them can be analysed, resumed or rerun alone later.
 
 Rerunning on the same workdirs resumes from the latest checkpoint; because batch s and its dropout
 mask are functions of (seed, s), the resumed run is bit-identical to an uninterrupted one on CPU.
+Worlds made in Python feed the step from the host (host_data.py), with the same guarantee.
 SIGTERM/SIGINT (preemption, Ctrl-C) save a checkpoint at the current step before exiting. A model
 whose loss or parameters stop being finite is stopped with a message and keeps its last good
 checkpoint; the other models of its group go on.
@@ -32,7 +33,7 @@ from lmphys.errors import DataError, LmphysError
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg
 from lmphys.tasks.base import ModelFns
-from lmphys.train import checkpoint, lora, metrics, optim, stack, step as step_lib
+from lmphys.train import checkpoint, host_data, lora, metrics, optim, stack, step as step_lib
 
 
 
@@ -42,7 +43,13 @@ def _bio_task(task_config: ml_collections.ConfigDict):
     return bio.task_from_config(task_config)
 
 
-TASK_BUILDERS = {"cfg": cfg.task_from_config, "bio": _bio_task}
+def _igsm_task(task_config: ml_collections.ConfigDict):
+    from lmphys.tasks import igsm
+
+    return igsm.task_from_config(task_config)
+
+
+TASK_BUILDERS = {"cfg": cfg.task_from_config, "bio": _bio_task, "igsm": _igsm_task}
 
 
 class TrainingDiverged(LmphysError):
@@ -307,8 +314,9 @@ def run_group(
     stop = stop or StopSignal()
     # Arrays made outside the step (initial states, eval batches, prompts) live on the job's first
     # device, so jobs on different device slices never mix devices.
-    with jax.default_device(parallel.first_local_device(mesh)), (stop if handles_signals else contextlib.nullcontext()):
-        return _train(configs, mesh, stop_at_step, log, stop)
+    with (jax.default_device(parallel.first_local_device(mesh)), (stop if handles_signals else contextlib.nullcontext()),
+          contextlib.ExitStack() as cleanup):
+        return _train(configs, mesh, stop_at_step, log, stop, cleanup)
 
 
 def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -323,7 +331,7 @@ def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.Co
     return config
 
 
-def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
+def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack) -> list[RunSummary]:
     first = configs[0]
     setup = _setup(first)
     members = [_Member(config, log) for config in configs]
@@ -364,16 +372,32 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
         f"{mesh.size} x {mesh.devices.flat[0].device_kind}{layout}"
     )
 
+    end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
+    host_fed = hasattr(setup.task, "host_batch")  # a world made in Python (host_data.py)
+    host = None
+    if host_fed and start < end:  # its workers (if any) start now
+        seeds = [host_data.data_seed(member.config) for member in members]
+        host = cleanup.enter_context(host_data.HostBatches(setup.task, seeds, start, setup.task.data_workers))
     task_data = getattr(setup.task, "data", None)
     step_fn = step_lib.make_step_fn(
-        setup.graphdef, setup.optimizer, setup.schedule, setup.task.batch,
-        first.model.dropout > 0, mesh, state, task_data,
+        setup.graphdef, setup.optimizer, setup.schedule, getattr(setup.task, "batch", None),
+        first.model.dropout > 0, mesh, state, task_data, host_batches=host_fed,
     )
     finite_models = jax.jit(step_lib.finite_models)
     eval_step = jax.jit(functools.partial(step_lib.eval_step, setup.graphdef))
     model_fns = make_model_fns(setup.graphdef, first, setup.task)
-    make_eval_batch = jax.jit(setup.task.batch) if task_data is None else jax.jit(lambda key: setup.task.batch(key, task_data))
-    eval_batches = [make_eval_batch(member.keys["eval_batch"]) for member in members]  # fixed held-out batches
+    if host_fed:  # fixed held-out batches
+        eval_batches = host_data.held_out_batches(setup.task, [member.config.seed for member in members])
+    else:
+        make_eval_batch = jax.jit(setup.task.batch) if task_data is None else jax.jit(lambda key: setup.task.batch(key, task_data))
+        eval_batches = [make_eval_batch(member.keys["eval_batch"]) for member in members]
+    batch_shape = (num_models, first.task.batch_size, first.task.seq_len)
+
+    def step_inputs(at_step: int) -> tuple:
+        """The host batch of `at_step`, placed on the mesh; nothing when the step makes its own."""
+        if host is None:
+            return ()
+        return (host_data.on_mesh(host.get(at_step), parallel.stacked_rows_sharding(mesh), batch_shape, at_step),)
 
     def alive() -> list[tuple[int, _Member]]:
         return [(index, member) for index, member in enumerate(members) if member.failure is None]
@@ -408,10 +432,9 @@ def _train(configs, mesh, stop_at_step, log, stop) -> list[RunSummary]:
             else:
                 member.checkpoints.save(at_step, stack.unstack(state, index))
 
-    end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
     current = start
     while current < end and alive():
-        state, step_metrics = step_fn(state, data_keys, dropout_keys)
+        state, step_metrics = step_fn(state, data_keys, dropout_keys, *step_inputs(current))
         current += 1
         if current == start + 1:
             jax.block_until_ready(state["step"])

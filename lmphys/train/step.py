@@ -26,8 +26,9 @@ from lmphys.train import lora, optim
 
 TrainState = dict[str, Any]
 Metrics = dict[str, jax.Array]
-# (stacked states, data keys [K], dropout keys [K]) -> (stacked states, metrics of shape [K])
-StepFn = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
+# (stacked states, data keys [K], dropout keys [K]) -> (stacked states, metrics of shape [K]);
+# a step fed by host batches takes a fourth argument, the stacked `Batch` [K, B, T].
+StepFn = Callable[..., tuple[TrainState, Metrics]]
 
 
 def init_model(model_cfg: transformer.ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, dict]:
@@ -105,11 +106,13 @@ def make_step_fn(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
     schedule: optim.Schedule,
-    make_batch: Callable[..., Batch],
+    make_batch: Callable[..., Batch] | None,
     use_dropout: bool,
     mesh: Mesh,
     stacked_state: TrainState,
     task_data: Any = None,
+    *,
+    host_batches: bool = False,
 ) -> StepFn:
     """The jitted step of K stacked models on `mesh`: each model makes its batch on device from
     (its data key, its step), then takes one update; the states are donated.
@@ -119,21 +122,45 @@ def make_step_fn(
     shapes) fixes the state's shardings. `task_data` (a pytree of arrays, e.g. a packed corpus) is
     passed to `make_batch(key, task_data)` as a replicated argument of the step rather than baked
     into the compiled program as a constant.
+
+    With `host_batches` the batches are made outside the step (host_data.py): the step takes a
+    fourth argument, a `Batch` of [K, B, T] arrays (placed with `parallel.stacked_rows_sharding`),
+    and neither `make_batch` nor the data keys are used.
     """
+    state_sharding = parallel.state_shardings(mesh, stacked_state)
+    per_model = parallel.per_model_sharding(mesh)
+
+    def update(state: TrainState, batch: Batch, dropout_key: jax.Array):
+        step_dropout_key = jax.random.fold_in(dropout_key, state["step"]) if use_dropout else None
+        return train_step(graphdef, optimizer, schedule, state, parallel.constrain_rows(batch), step_dropout_key)
+
+    if host_batches:
+        def host_step_fn(states: TrainState, dropout_keys: jax.Array, batches: Batch):
+            return jax.vmap(update, in_axes=(0, 0, 0), spmd_axis_name="models")(states, batches, dropout_keys)
+
+        host_jitted = jax.jit(
+            host_step_fn,
+            in_shardings=(state_sharding, per_model, parallel.stacked_rows_sharding(mesh)),
+            out_shardings=(state_sharding, per_model),
+            donate_argnums=0,
+        )
+
+        def run_host_batches_on_mesh(states, data_keys, dropout_keys, batch):
+            with jax.set_mesh(mesh):
+                return host_jitted(states, dropout_keys, batch)
+
+        return run_host_batches_on_mesh
+
     if task_data is not None:
         task_data = jax.device_put(task_data, parallel.replicated(mesh))
 
     def one_model(state: TrainState, data_key: jax.Array, dropout_key: jax.Array, data: Any):
         key = jax.random.fold_in(data_key, state["step"])
-        batch = parallel.constrain_rows(make_batch(key) if data is None else make_batch(key, data))
-        step_dropout_key = jax.random.fold_in(dropout_key, state["step"]) if use_dropout else None
-        return train_step(graphdef, optimizer, schedule, state, batch, step_dropout_key)
+        return update(state, make_batch(key) if data is None else make_batch(key, data), dropout_key)
 
     def step_fn(states: TrainState, data_keys: jax.Array, dropout_keys: jax.Array, data: Any):
         return jax.vmap(one_model, in_axes=(0, 0, 0, None), spmd_axis_name="models")(states, data_keys, dropout_keys, data)
 
-    state_sharding = parallel.state_shardings(mesh, stacked_state)
-    per_model = parallel.per_model_sharding(mesh)
     jitted = jax.jit(
         step_fn,
         in_shardings=(state_sharding, per_model, per_model, parallel.replicated(mesh)),
