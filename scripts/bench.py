@@ -7,9 +7,12 @@ Rows: the CFG sampler (tokens/s, on device), the exact CFG parser (strings/s), o
 of the default model (tokens/s, step time, compile time, MFU where the device peak is known), K
 stacked 4x256 models (B=8 each) in one vmapped step against one alone, and KV-cache generation from
 BOS (samples/s), and the bioS data of Part 3.1 (100k people with multi5 + permute biographies,
-tokenized, on the host CPU). Figures go in the README's benchmark table.
+tokenized, on the host CPU), and iGSM problems of Part 2.1 (generated and tokenized in one process
+and in worker processes; the full-solution checker). Figures go in the README's benchmark table.
 """
+import concurrent.futures
 import functools
+import multiprocessing
 import os
 import time
 
@@ -21,10 +24,10 @@ from lmphys import parallel
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg, cfg_speed
-from lmphys.tasks import bio_data
+from lmphys.tasks import bio_data, igsm
 from lmphys.train import metrics, optim, stack, step as step_lib
 
-_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate", "bio"], "Which rows to measure.")
+_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate", "bio", "igsm"], "Which rows to measure.")
 _STACK_COUNTS = flags.DEFINE_list("stack_models", ["1", "8"], "K values for the stacked-models rows.")
 _STACK_SEQ_LEN = flags.DEFINE_integer("stack_seq_len", 512, "Context of the stacked 4x256 models (B=8 each).")
 _GRAMMAR = flags.DEFINE_string("grammar", "cfg3f", "Grammar for the sampler and parser rows.")
@@ -164,6 +167,46 @@ def bench_bio(repeats: int, num_people: int = 100_000) -> list[tuple[str, str, s
     ]
 
 
+def _igsm_rows(difficulty: str, start: int, count: int) -> int:
+    """Generate and tokenize `count` training problems (what one worker of the task does); tokens."""
+    total = 0
+    for seed in range(start, start + count):
+        problem = igsm.generate(seed, difficulty)
+        total += len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1
+    return total
+
+
+def bench_igsm(repeats: int, difficulty: str = "med", count: int = 4000) -> list[tuple[str, str, str]]:
+    """iGSM problems on the host (Part 2.1): generation + tokenization in this process and in one
+    worker process per CPU core (how the task feeds an accelerator), and the full-solution checker."""
+    _igsm_rows(difficulty, 0, 50)  # vocabulary and categories
+    one = min(_timed_host(lambda: _igsm_rows(difficulty, 0, count)) for _ in range(max(1, repeats // 2)))
+    workers = os.cpu_count() or 1
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        list(pool.map(_igsm_rows, [difficulty] * workers, range(workers), [50] * workers))  # start-up, not timed
+        started = time.perf_counter()
+        chunk = count // workers
+        list(pool.map(_igsm_rows, [difficulty] * workers * 2, range(0, 2 * workers * chunk, chunk), [chunk] * workers * 2))
+        parallel_s = time.perf_counter() - started
+    problems = [igsm.generate(seed, difficulty) for seed in range(1000)]
+    check_s = _timed_host(lambda: [igsm.check_solution(p, p.solution) for p in problems])
+    return [
+        (f"igsm.generate {difficulty} (training ops) + tokens, 1 process", f"{count / one:,.0f} problems/s",
+         f"{count} problems in {one:.2f}s"),
+        (f"igsm.generate {difficulty} + tokens, {workers} worker processes", f"{2 * workers * chunk / parallel_s:,.0f} problems/s",
+         f"{2 * workers * chunk} problems in {parallel_s:.2f}s (spawn start-up excluded)"),
+        (f"igsm.check_solution {difficulty} (full solution, text in)", f"{len(problems) / check_s:,.0f} solutions/s",
+         f"{check_s:.2f}s for {len(problems)}"),
+    ]
+
+
+def _timed_host(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
 def main(argv):
     del argv
     config = load_config_file(_CONFIG.value)
@@ -179,6 +222,8 @@ def main(argv):
         rows += bench_generate(config, _REPEATS.value)
     if "bio" in _SECTIONS.value:
         rows += bench_bio(_REPEATS.value)
+    if "igsm" in _SECTIONS.value:
+        rows += bench_igsm(_REPEATS.value)
     print(f"\ndevice: {device.device_kind} x{jax.local_device_count()} ({jax.default_backend()}), "
           f"jax {jax.__version__}, {os.cpu_count()} CPU cores\n")
     print("| what | speed | detail |")

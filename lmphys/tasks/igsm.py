@@ -51,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
     """Every field of an igsm `config.task`, with the CPU-scale defaults."""
     task = ml_collections.ConfigDict()
     task.name = "igsm"
+    task.objective = "lm"  # iGSM trains decoders only (generation is the evaluation)
     task.difficulty = "small"  # small (CPU), med or hard
     task.fmt = "pq"  # pq: problem then question; qp: question first
     task.batch_size = 32
@@ -78,6 +79,7 @@ def validate(task: ml_collections.ConfigDict) -> None:
     for field in default_config().keys():
         if field not in task:
             raise ConfigError(f"task.{field} is missing from the config (see lmphys.tasks.igsm.default_config)")
+    _check(task.objective == "lm", "objective", "iGSM trains decoders (lm): solutions are generated", task.objective)
     _check(task.difficulty in DIFFICULTIES, "difficulty", f"it must be one of {', '.join(DIFFICULTIES)}", task.difficulty)
     _check(task.fmt in FORMATS, "fmt", f"it must be one of {', '.join(FORMATS)}", task.fmt)
     _check(task.loss_on in LOSS_ON, "loss_on", f"it must be one of {', '.join(LOSS_ON)}", task.loss_on)
