@@ -50,6 +50,7 @@ from flax import nnx
 
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
+from lmphys.probe import hidden_with_update, init_embedding_update, split_rows, standardizer
 from lmphys.tasks import bio_data
 from lmphys.tasks.bio_data import ATTRIBUTES
 from lmphys.train.step import init_model
@@ -164,33 +165,20 @@ def q_probe_inputs(people: bio_data.People, tokenizer: Any) -> ProbeInputs:
     return ProbeInputs((rows,), positions_PN, np.arange(len(people)))
 
 
-def embedding_update(update: dict[str, jax.Array]) -> jax.Array:
-    """The rank-r change A @ B [V, D] that the probe adds to the token embeddings."""
-    return update["a"] @ update["b"]
-
-
 def probe_features(graphdef: nnx.GraphDef, params: dict, update: dict[str, jax.Array], tokens_BT: jax.Array,
                    positions_B: jax.Array) -> jax.Array:
     """hidden[-1] [B, D] at each row's probe position, with the embeddings moved by `update`."""
-    embed = params["token_embed"]
-    updated = {**params, "token_embed": {**embed, "embedding": embed["embedding"] + embedding_update(update)}}
-    _, hidden_LBTD = transformer.apply(graphdef, updated, tokens_BT, return_hidden=True)  # logits unused: XLA drops them
+    hidden_LBTD = hidden_with_update(graphdef, params, update, tokens_BT)
     return hidden_LBTD[-1, jnp.arange(tokens_BT.shape[0]), positions_B].astype(jnp.float32)
 
 
 def init_probe_params(key: jax.Array, embedding_VD: jax.Array, num_positions: int, rank: int,
                       num_classes: dict[str, int]) -> ProbeParams:
-    """Zero heads and updates A @ B with A = 0, so the probe starts from the frozen model; B is random
-    on the embeddings' scale. A (not B) starts at zero because A has a row per token: a token that no
-    training person's input contains keeps a zero update, instead of a random row times the trained
-    B, so held-out people with unseen name tokens are read through the frozen model there. Every leaf
-    has a leading position axis."""
-    vocab_size, width = embedding_VD.shape
+    """Zero heads and zero-start updates (probe.init_embedding_update: held-out people's unseen name
+    tokens are read through the frozen model), every leaf with a leading position axis."""
+    width = embedding_VD.shape[1]
     return {
-        "update": {
-            "a": jnp.zeros((num_positions, vocab_size, rank)),
-            "b": jnp.std(embedding_VD) * jax.random.normal(key, (num_positions, rank, width)),
-        },
+        "update": init_embedding_update(key, embedding_VD, rank, (num_positions,)),
         "heads": {attribute: {"w": jnp.zeros((num_positions, width, classes)), "b": jnp.zeros((num_positions, classes))}
                   for attribute, classes in num_classes.items()},
     }
@@ -307,10 +295,7 @@ def fit_embedding_probes(
         # the initial update is zero, so these are the frozen model's features
         frozen_GND = _features_of_rows(graphdef, params, _select(probe_params["update"], group), tokens_GNT,
                                        positions_GN, train_rows[:_STATS_ROWS])
-        std_GD = frozen_GND.std(axis=1)
-        mean_PD[np.asarray(group)] = frozen_GND.mean(axis=1)
-        # floored, so that a dimension the frozen model never varies cannot blow up once the update moves it
-        scale_PD[np.asarray(group)] = 1.0 / (std_GD + 0.1 * std_GD.mean(axis=1, keepdims=True) + 1e-6)
+        mean_PD[np.asarray(group)], scale_PD[np.asarray(group)] = standardizer(frozen_GND)
 
     probe_params, losses = _train(
         graphdef, params, probe_params, tuple(map(jnp.asarray, group_tokens)), tuple(map(jnp.asarray, group_positions)),
@@ -331,17 +316,6 @@ def fit_embedding_probes(
     majority_A = np.array([np.mean(labels[attribute][test_rows] == np.bincount(labels[attribute][train_rows]).argmax())
                            for attribute in attributes])
     return FittedProbes(accuracy_PA, majority_A, probe_params, np.asarray(losses))
-
-
-def split_rows(num_rows: int, train_fraction: float, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A random split of rows (people) into probe-training and held-out rows, both non-empty."""
-    if not 0.0 < train_fraction < 1.0:
-        raise ConfigError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
-    if num_rows < 2:
-        raise DataError(f"probing needs at least 2 people to split, got {num_rows}")
-    order = np.asarray(jax.random.permutation(key, num_rows))
-    num_train = min(max(1, round(train_fraction * num_rows)), num_rows - 1)
-    return np.sort(order[:num_train]), np.sort(order[num_train:])
 
 
 def _is_causal(graphdef: nnx.GraphDef, params: dict) -> bool:

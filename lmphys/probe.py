@@ -7,6 +7,11 @@ stacked on a layer axis, the loss is vmapped over it, and one jitted pure AdamW 
 (params, opt_state) runs under `jax.lax.scan`. Features are standardised per layer with the
 training positions' statistics, an affine map that leaves the set of linear probes unchanged but
 lets one learning rate suit every layer.
+
+Probes that train a low-rank update of the input embeddings along with their heads (P/Q-probing of
+Part 3.1 in bio_probe, V-probing of Part 2.1 in igsm_probe) share the pieces at the end: the update
+E' = E + A @ B, its zero-start initialisation, the forward pass through the updated model, and the
+floored standardisation of the frozen model's features.
 """
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
+
+from lmphys.errors import ConfigError, DataError
+from lmphys.models import transformer
 
 ProbeParams = dict[str, jax.Array]
 
@@ -156,3 +165,51 @@ def train_linear_probes(
         num_train=len(train_labels),
         num_test=len(test_labels),
     )
+
+
+def split_rows(num_rows: int, train_fraction: float, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A random split of rows (people, problems) into probe-training and held-out rows, both non-empty."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ConfigError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
+    if num_rows < 2:
+        raise DataError(f"probing needs at least 2 rows to split, got {num_rows}")
+    order = np.asarray(jax.random.permutation(key, num_rows))
+    num_train = min(max(1, round(train_fraction * num_rows)), num_rows - 1)
+    return np.sort(order[:num_train]), np.sort(order[num_train:])
+
+
+def embedding_update(update: dict[str, jax.Array]) -> jax.Array:
+    """The rank-r change A @ B [V, D] that an embedding probe adds to the token embeddings."""
+    return update["a"] @ update["b"]
+
+
+def init_embedding_update(key: jax.Array, embedding_VD: jax.Array, rank: int,
+                          leading_shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
+    """{"a": zeros [*leading, V, r], "b": random [*leading, r, D] on the embeddings' scale}, so the
+    probe starts from the frozen model. A (not B) starts at zero because A has a row per token: a
+    token that no training input contains keeps a zero update, instead of a random row times the
+    trained B, so held-out inputs with unseen tokens are read through the frozen model there."""
+    vocab_size, width = embedding_VD.shape
+    return {
+        "a": jnp.zeros(leading_shape + (vocab_size, rank)),
+        "b": jnp.std(embedding_VD) * jax.random.normal(key, leading_shape + (rank, width)),
+    }
+
+
+def hidden_with_update(graphdef: nnx.GraphDef, params: dict, update: dict[str, jax.Array],
+                       tokens_BT: jax.Array) -> jax.Array:
+    """Hidden states [L+1, B, T, D] of the model whose token embeddings are moved by `update`."""
+    embed = params["token_embed"]
+    updated = {**params, "token_embed": {**embed, "embedding": embed["embedding"] + embedding_update(update)}}
+    # the logits are unused, so XLA drops the LM head
+    _, hidden_LBTD = transformer.apply(graphdef, updated, tokens_BT, return_hidden=True)
+    return hidden_LBTD
+
+
+def standardizer(frozen_ND: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) over the rows axis (-2) of frozen-model features [..., N, D], so that
+    (features - mean) * scale has unit variance per dimension. The scale is floored by a tenth of
+    the mean standard deviation, so that a dimension the frozen model never varies cannot blow up
+    once the embedding update moves it."""
+    std_D = frozen_ND.std(axis=-2)
+    return frozen_ND.mean(axis=-2), 1.0 / (std_D + 0.1 * std_D.mean(axis=-1, keepdims=True) + 1e-6)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmphys import bio_probe
+from lmphys import bio_probe, probe
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
 from lmphys.tasks import bio_data
@@ -120,7 +120,7 @@ def test_update_starts_at_zero_and_keeps_its_rank(world, identity_fits):
                                       mask_id=TOKENIZER.mask_id, causal=True)
     _, num_classes = bio_probe.attribute_labels(people)
     initial = bio_probe.init_probe_params(jax.random.key(0), params["token_embed"]["embedding"], 6, 2, num_classes)
-    assert not np.any(np.asarray(bio_probe.embedding_update(jax.tree.map(lambda a: a[5], initial["update"]))))
+    assert not np.any(np.asarray(probe.embedding_update(jax.tree.map(lambda a: a[5], initial["update"]))))
     tokens, positions = inputs.tokens[5][:16], inputs.positions_PN[5, :16]
     features = jax.jit(bio_probe.probe_features)(graphdef, params, jax.tree.map(lambda a: a[5], initial["update"]),
                                                  jnp.asarray(tokens), jnp.asarray(positions))
@@ -131,7 +131,7 @@ def test_update_starts_at_zero_and_keeps_its_rank(world, identity_fits):
     seen = np.unique(identity_fits["inputs"].tokens[0][identity_fits["train_rows"]])
     unseen = np.setdiff1d(np.arange(TOKENIZER.vocab_size), seen)
     for position in range(6):
-        update_VD = np.asarray(bio_probe.embedding_update(jax.tree.map(lambda a: a[position], trained)))
+        update_VD = np.asarray(probe.embedding_update(jax.tree.map(lambda a: a[position], trained)))
         assert update_VD.shape == params["token_embed"]["embedding"].shape
         assert np.linalg.matrix_rank(update_VD, tol=1e-6 * np.abs(update_VD).max()) == 2, "rank 2, and trained"
         assert not np.any(update_VD[unseen]), "tokens no training input holds keep the frozen embedding"

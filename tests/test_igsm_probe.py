@@ -1,0 +1,211 @@
+"""Part 2.1 V-probing: labels follow the world on a hand-made problem, probe inputs are the prefix
+unchanged plus the probe query, a model that cannot see the prefix scores no better than the
+majority, a label planted at <probe_end> is read at every layer (a shuffled one is not), and a run
+probes its model next to a random-init twin."""
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from lmphys import igsm_probe
+from lmphys.errors import ConfigError
+from lmphys.models import transformer
+from lmphys.tasks import igsm, igsm_text, igsm_world
+from lmphys.tasks.igsm_world import Param, World
+from lmphys.train.step import init_model
+
+TOKENIZER = igsm.tokenizer()
+RENDERER = igsm_text.Renderer(TOKENIZER)
+MAX_LEN = 160  # shorter than some small problems' longest probe input, so a few are skipped
+# One training setting for every test, so that they share compiled code (the test time is mostly compiling).
+FIT = dict(steps=60, batch_size=16, learning_rate=1e-2)
+
+
+def tiny_model(kind: str = "gpt", seed: int = 0):
+    cfg = transformer.ModelConfig(kind=kind, vocab_size=TOKENIZER.vocab_size, num_layers=2, num_heads=2, width=32,
+                                  max_len=MAX_LEN)
+    return init_model(cfg, jax.random.key(seed))
+
+
+def identity_gpt():
+    """A GPT whose blocks add nothing (zero output projections): every layer's hidden state at a
+    position is the embedding of the token there, so a probe at <probe_end> sees nothing else."""
+    graphdef, params = tiny_model()
+    blocks = params["stack"]["blocks"]
+    blocks["attention"]["out"] = jax.tree.map(jnp.zeros_like, blocks["attention"]["out"])
+    blocks["mlp_out"] = jax.tree.map(jnp.zeros_like, blocks["mlp_out"])
+    return graphdef, params
+
+
+def hand_problem() -> igsm.Problem:
+    """Walmart has Canned Beans (0) = 5 and Canned Fruits (1) = 3 more than (0), so 8; Canned Beans
+    has Basil (2) = (0) + (1) = 13; Canned Fruits has Basil (3) = 7; Walmart's Ingredient (4,
+    abstract) = (0) * (2) + (1) * (3) = 121 = 6 mod 23. The question asks for (2)."""
+    params = (
+        Param("instance", "Walmart", "Canned Beans", (), constant=5),
+        Param("instance", "Walmart", "Canned Fruits", (0,), "one", "+", 3),
+        Param("instance", "Canned Beans", "Basil", (0, 1), "sum"),
+        Param("instance", "Canned Fruits", "Basil", (), constant=7),
+        Param("abstract", "Walmart", "Ingredient", (0, 2, 1, 3), "sumprod"),
+    )
+    values = (5, 8, 13, 7, 6)
+    world = World(0, ("Supermarket", "Product", "Ingredient"), (("Walmart",), ("Canned Beans", "Canned Fruits"),
+                                                                  ("Basil",)), params, values, (0, 3, 1, 2, 4), 4)
+    assert [igsm_world.evaluate(param, list(values)) for param in params] == list(values), "a consistent world"
+    return igsm.Problem(world, query=2, steps=(0, 1, 2), letters={0: 0, 1: 1, 2: 2}, helpers={},
+                        sentence_order=(0, 1, 2, 3), fmt="pq", difficulty="small", template=0)
+
+
+def test_labels_of_a_hand_checked_problem():
+    problem = hand_problem()
+    assert problem.solution.startswith("Define Walmart's Canned Beans as a; so a = 5. ")
+    nece = {example.params[0]: example.labels["nece"] for example in igsm_probe.question_examples(problem, RENDERER)}
+    assert nece == {0: 1, 1: 1, 2: 1, 3: 0, 4: 0}
+
+    depends = {(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3)}
+    pairs = igsm_probe.pair_examples(problem, RENDERER, np.random.default_rng(0), pairs_per_problem=100)
+    assert {example.params for example in pairs if example.labels["dep"]} == depends, "every dependent pair"
+    assert sum(example.labels["dep"] == 0 for example in pairs) == len(depends), "as many independent ones"
+    assert all(example.labels["dep"] == (example.params in depends) for example in pairs)
+
+    expected = {  # steps done: (known with values, can_next, nece_next)
+        0: ({}, {0, 3}, {0}),
+        1: ({0: 5}, {1, 3}, {1}),
+        2: ({0: 5, 1: 8}, {2, 3}, {2}),
+        3: ({0: 5, 1: 8, 2: 13}, {3}, set()),
+    }
+    examples = igsm_probe.step_examples(problem, RENDERER)
+    assert len(examples) == 4 * 5
+    for steps_done, (known, can_next, nece_next) in expected.items():
+        here = {example.params[0]: example.labels for example in examples if example.steps_done == steps_done}
+        assert {index for index, labels in here.items() if labels["known"]} == set(known)
+        assert {index: labels["value"] for index, labels in here.items() if labels["known"]} == known
+        assert all(labels["value"] == igsm_probe.NOT_COUNTED for index, labels in here.items() if index not in known)
+        assert {index for index, labels in here.items() if labels["can_next"]} == can_next
+        assert {index for index, labels in here.items() if labels["nece_next"]} == nece_next
+
+
+def test_probe_inputs_are_the_prefix_then_the_query():
+    problem = hand_problem()
+    prompt, problem_end, question_end = problem.prompt_ids()
+    solution, _, step_ends = problem.solution_tokens()
+    sequence = prompt + solution
+    dot, question_mark = TOKENIZER.ids["."], TOKENIZER.ids["?"]
+    families = {
+        "question": igsm_probe.question_examples(problem, RENDERER),
+        "pair": igsm_probe.pair_examples(problem, RENDERER, np.random.default_rng(0), 6),
+        "steps": igsm_probe.step_examples(problem, RENDERER),
+    }
+    for family, examples in families.items():
+        for example in examples:
+            tokens, cut = list(example.tokens), example.prefix_len
+            assert tokens[:cut] == sequence[:cut], "the prefix is the training sequence, unchanged"
+            names = [RENDERER.name(problem.world.params[index]) for index in example.params]
+            query = [TOKENIZER.probe_id] + names[0] + \
+                ([TOKENIZER.probe_sep_id] + names[1] if len(names) == 2 else []) + [TOKENIZER.probe_end_id]
+            assert tokens[cut:] == query
+            if family == "pair":
+                assert cut == problem_end + 1 and tokens[cut - 1] == dot, "dep reads the end of the problem"
+            elif example.steps_done == 0:
+                assert cut == question_end + 1 and tokens[cut - 1] == question_mark
+            else:
+                assert cut == len(prompt) + step_ends[example.steps_done - 1] + 1 and tokens[cut - 1] == dot
+                assert TOKENIZER.sol_id in tokens[:cut]
+
+    rows, used = igsm_probe.probe_rows([problem], max_len=MAX_LEN)
+    assert list(used) == [0]
+    for family, examples in families.items():
+        family_rows = rows[family]
+        assert np.all(family_rows.tokens_NT[np.arange(len(family_rows.read_N)), family_rows.read_N]
+                      == TOKENIZER.probe_end_id)
+        if family != "pair":  # pairs are drawn anew, in their own order
+            np.testing.assert_array_equal(family_rows.tokens_NT[0, :len(examples[0].tokens)], examples[0].tokens)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return [igsm.generate(seed, difficulty="small") for seed in range(48)]
+
+
+def test_a_model_that_cannot_see_the_prefix_scores_the_majority(problems):
+    """The identity model's hidden state at <probe_end> is that token's embedding on every row: no
+    task may beat always guessing the commonest class. A probe reading the wrong position (a prefix
+    token) or labels leaking into the input would."""
+    graphdef, params = identity_gpt()
+    result = igsm_probe.v_probe(graphdef, params, problems, **FIT)
+    assert 0 < result["num_skipped"] < len(problems), "problems too long for max_len are left out, not cut"
+    assert result["num_problems"] + result["num_skipped"] == len(problems)
+    assert list(result["tasks"]) == list(igsm_probe.TASKS)
+    for task, scores in result["tasks"].items():
+        assert len(scores["accuracy"]) == 2 and scores["num_train"] > 0 and scores["num_test"] > 0
+        # one guess for every row; in 23 classes it may be another than the commonest training one
+        assert max(scores["accuracy"]) <= scores["majority"] + (0.05 if task == "value" else 1e-9), task
+    assert result["tasks"]["dep"]["majority"] == pytest.approx(0.5), "dep pairs are balanced"
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_label_planted_at_probe_end_is_read_and_a_shuffled_one_is_not(problems, shuffle):
+    """Give every known row a value class (cycling through all 23, so each is trained on) and put
+    that number's token in place of <probe_end>: the identity model shows it to every layer, so
+    known and value are read almost perfectly. Planting another row's marker leaves held-out
+    problems at chance: what the probe learns must come from the read position."""
+    rows, used = igsm_probe.probe_rows(problems, max_len=MAX_LEN)
+    steps_rows = rows["steps"]
+    known_N = steps_rows.labels["known"] == 1
+    value_N = np.where(known_N, np.cumsum(known_N) % igsm_world.MOD, igsm_probe.NOT_COUNTED)
+    number_ids = np.array([TOKENIZER.ids[str(value)] for value in range(igsm_world.MOD)])
+    marker_N = np.where(known_N, number_ids[np.maximum(value_N, 0)], TOKENIZER.probe_end_id)
+    if shuffle:
+        marker_N = np.random.default_rng(0).permutation(marker_N)
+    tokens_NT = steps_rows.tokens_NT.copy()
+    probe_end_N = np.argmax(tokens_NT == TOKENIZER.probe_end_id, axis=1)
+    tokens_NT[np.arange(len(tokens_NT)), probe_end_N] = marker_N
+    planted = igsm_probe.ProbeRows(tokens_NT, steps_rows.read_N, steps_rows.problem_N,
+                                   {**steps_rows.labels, "value": value_N.astype(np.int32)})
+    graphdef, params = identity_gpt()
+    half = len(used) // 2
+    scores = igsm_probe.fit_family(graphdef, params, planted, used[:half], used[half:], rank=8, key=jax.random.key(0),
+                                   **FIT)
+    for task in ("known", "value"):
+        if shuffle:
+            assert max(scores[task]["accuracy"]) < scores[task]["majority"] + 0.1, task
+        else:
+            assert min(scores[task]["accuracy"]) > 0.95, task
+
+
+def test_v_probe_run_compares_with_random_init_and_summarizes(monkeypatch):
+    config = ml_collections.ConfigDict({"task": igsm.default_config(), "model": {
+        "kind": "gpt", "num_layers": 2, "num_heads": 2, "width": 32, "max_len": MAX_LEN}})
+    _, trained = tiny_model(seed=7)
+    seen, v_probe = [], igsm_probe.v_probe
+
+    def recording_v_probe(graphdef, params, problems, **kwargs):
+        seen.append((params, problems))
+        return v_probe(graphdef, params, problems, **kwargs)
+
+    monkeypatch.setattr(igsm_probe, "v_probe", recording_v_probe)
+    result = igsm_probe.analyze_run(config, trained, num_problems=24, **FIT)
+    assert seen[0][0] is trained and seen[0][1] is seen[1][1], "both models probe the same problems"
+    leaves = zip(jax.tree.leaves(seen[0][0]), jax.tree.leaves(seen[1][0]))
+    assert not all(np.allclose(a, b) for a, b in leaves), "the baseline is a fresh model"
+    assert all(problem.difficulty == "small" and problem.template < 17 for problem in seen[0][1]), "training split"
+    assert set(result) == {"summary", "trained", "random_init"}
+    assert list(result["trained"]["tasks"]) == list(igsm_probe.TASKS)
+    assert set(result["summary"]) == {f"vprobe_{task}_{kind}" for task in igsm_probe.TASKS
+                                      for kind in ("last", "random", "majority")}
+    assert result["summary"]["vprobe_nece_random"] == result["random_init"]["tasks"]["nece"]["accuracy"][-1]
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_bad_requests_are_typed_errors(problems):
+    graphdef, params = tiny_model()
+    with pytest.raises(ConfigError, match="tasks"):
+        igsm_probe.v_probe(graphdef, params, problems, tasks=("nece", "answer"))
+    with pytest.raises(ConfigError, match="decoder"):
+        igsm_probe.v_probe(*tiny_model("bert"), problems)
+    config = ml_collections.ConfigDict({"task": {"name": "cfg"}})
+    with pytest.raises(ConfigError, match="igsm"):
+        igsm_probe.v_probe_run(config, params)
