@@ -4,7 +4,8 @@
 `name[level]`), `write_tables` writes results.csv and results.md, `plot` draws the standard PNGs:
 final metrics per trial, probe accuracies per level against the random-init baseline, loss curves.
 `aggregate` averages the rows over seeds, `write_mean_table` writes that as results_mean.md and
-`plot_vs_size` draws a metric against depth and width, one panel per position scheme.
+`plot_vs_size` draws a metric against depth and width, one panel per position scheme;
+`plot_accuracy_by_op` draws iGSM accuracy against the number of operations (Part 2).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 from typing import Any
 
@@ -33,6 +35,8 @@ _PREFERRED = (
     "eval.manip_train_final",
     "eval.manip_test",
     "eval.manip_test_final",
+    "eval.acc_id",
+    "eval.acc_ood",
     "eval.token_accuracy",
     "eval.loss",
 )
@@ -346,3 +350,91 @@ def plot_capacity(rows: list[Row], sweep_dir: str) -> list[str]:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return [path]
+
+
+_ACC_OP = re.compile(r"eval\.acc_op(\d+)$")
+_SHAPE = ("model.num_layers", "model.num_heads", "model.width")
+_RETRY = ("task.retry_rate", "task.retry_kind", "task.mask_mistakes")
+
+
+def plot_accuracy_by_op(rows: list[Row], sweep_dir: str, difficulty: str | None = None) -> list[str]:
+    """accuracy_by_op.png (Part 2): iGSM full-solution accuracy (eval.acc_op<k>) against the op
+    count k, one line per setting (the mean over seeds, std error bars), labelled by the overrides
+    that vary ("GPT2-8-15" for model shapes, "retry 0.2", "weak 0.5", "clean" for retry data), and
+    a dotted line where the OOD ops start. The iGSM difficulty (for that line) is read from the
+    first trial's config.json unless given. Returns the path, or nothing without acc_op columns."""
+    groups = aggregate(rows)
+    columns_present = {name for group in groups for name in group}
+    ops = sorted(int(match.group(1)) for match in map(_ACC_OP.match, columns_present) if match)
+    if not ops:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # The overrides that vary between groups; a group without one (mask_mistakes unset) has None.
+    keys = [name for name in dict.fromkeys(name for group in groups for name in group.overrides)
+            if len({json.dumps(group.get(name)) for group in groups}) > 1]
+    groups.sort(key=lambda group: _setting_order(group, keys))
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    labels = [_op_label(group, keys) for group in groups]
+    for label, group in zip(labels, groups):
+        present = [op for op in ops if f"eval.acc_op{op}" in group]
+        axis.errorbar(present, [group[f"eval.acc_op{op}"] for op in present],
+                      yerr=[group.get(f"eval.acc_op{op}.std", 0.0) for op in present], marker="o", markersize=3,
+                      capsize=2, label=label)
+    max_train_op = _max_train_op(rows, sweep_dir, difficulty)
+    if max_train_op is not None and max(ops) > max_train_op:
+        axis.axvline(max_train_op + 0.5, color="gray", linestyle=":", linewidth=1)
+        axis.text(max_train_op + 0.6, 0.02, "OOD", color="gray", fontsize=8)
+    axis.set_xticks(ops)
+    axis.set_xlabel("op (operations in the shortest solution)")
+    axis.set_ylabel("accuracy (full solution, greedy)")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(f"{os.path.basename(os.path.normpath(sweep_dir))}: accuracy by op")
+    if any(labels):
+        axis.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    path = os.path.join(sweep_dir, "accuracy_by_op.png")
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return [path]
+
+
+def _op_label(group: Row, keys: list[str]) -> str:
+    """'GPT2-8-15' (head dim 64; else 'GPT-4-4 (128 wide)'), 'retry 0.2' / 'weak 0.5 masked' /
+    'clean', then 'name=value' for any other override that varies."""
+    parts, covered = [], set()
+    layers, heads, width = (group.get(name) for name in _SHAPE)
+    if layers is not None and heads is not None and any(name in keys for name in _SHAPE):
+        parts.append(f"GPT2-{layers}-{heads}" if width == 64 * heads
+                     else f"GPT-{layers}-{heads}" + (f" ({width} wide)" if width is not None else ""))
+        covered |= set(_SHAPE)
+    rate = group.get("task.retry_rate")
+    if rate is not None and any(name in keys for name in _RETRY):
+        masked = " masked" if group.get("task.mask_mistakes") else ""
+        parts.append(f"{group.get('task.retry_kind') or 'retry'} {rate:g}{masked}" if rate else "clean")
+        covered |= set(_RETRY)
+    parts += [f"{name.split('.')[-1]}={group.get(name)}" for name in keys if name not in covered]
+    return ", ".join(parts)
+
+
+def _setting_order(group: Row, keys: list[str]) -> tuple:
+    """Lines in the order of their override values (numbers by size, missing values last)."""
+    values = [group.get(name) for name in keys]
+    return tuple((value is None, value if _numeric(value) else 0, str(value)) for value in values)
+
+
+def _max_train_op(rows: list[Row], sweep_dir: str, difficulty: str | None) -> int | None:
+    """The largest training op of the sweep's iGSM difficulty (None when it is unknown)."""
+    from lmphys.tasks.igsm_world import DIFFICULTIES
+
+    if difficulty is None:
+        for row in rows:
+            path = os.path.join(sweep_dir, "trials", row["trial"], "config.json")
+            if row["status"] == "done" and os.path.exists(path):
+                with open(path) as handle:
+                    difficulty = json.load(handle).get("task", {}).get("difficulty")
+                break
+    return DIFFICULTIES[difficulty].max_train_op if difficulty in DIFFICULTIES else None

@@ -3,7 +3,11 @@ own workdir.
 
 A sweep config (configs/sweeps/*.py) holds a complete run config as `base`, a `grid` that mirrors
 the config's layout with a list of values per swept field, the post-training `analyses` to run on
-each trial, and optionally `max_models_per_job` (default 8).
+each trial, and optionally `max_models_per_job` (default 8) and `cases`: settings of several fields
+that only go together (model shapes as (num_layers, num_heads, width), a retry kind with its rate),
+a list of dicts that mirror the config's layout with one value per field. Each case is combined
+with every point of the grid; its fields come first in the trial id ('num_layers=4,num_heads=21,
+width=1344,seed=0').
 
 `plan` expands the grid and groups trials that share shapes (train/stack.py: they differ only in
 seeds, data order, learning rate, warmup or weight decay) into jobs of up to `max_models_per_job`
@@ -19,6 +23,7 @@ error.txt, the others go on, and a restart tries it again.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -88,12 +93,41 @@ def _flatten(grid: Any, prefix: str = "") -> list[tuple[str, list]]:
     return fields
 
 
-def expand(grid: Any) -> list[Trial]:
-    """Every combination of the grid's values, the first field varying slowest."""
+def _case_fields(case: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """[('model.num_layers', 4), ...] from one case, a dict that mirrors the config's nesting."""
+    fields = []
+    for name, value in case.items():
+        field = f"{prefix}{name}"
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            fields.extend(_case_fields(value, field + "."))
+        else:
+            fields.append((field, value))
+    return fields
+
+
+def expand(grid: Any, cases: Iterable[Any] = ()) -> list[Trial]:
+    """Every combination of the grid's values, the first field varying slowest; with `cases`, each
+    case joined to every such combination, the cases varying slowest of all."""
     fields = _flatten(grid)
     names = [field for field, _ in fields]
-    combos = itertools.product(*(values for _, values in fields))
-    return [Trial(tuple(zip(names, combo))) for combo in combos]
+    if isinstance(cases, (dict, ml_collections.ConfigDict, str)):
+        raise ConfigError(f"sweep cases = {cases!r} is invalid: it must be a list of dicts, one per joint setting")
+    joint = []
+    for index, case in enumerate(cases):
+        if not isinstance(case, (dict, ml_collections.ConfigDict)) or not case:
+            raise ConfigError(f"sweep cases[{index}] = {case!r} is invalid: it must be a non-empty dict of fields")
+        joint.append(tuple(_case_fields(case)))
+        both = sorted(set(names) & {field for field, _ in joint[-1]})
+        if both:
+            raise ConfigError(f"sweep cases[{index}] sets {', '.join(both)}, which the grid sweeps too: "
+                              "set each field in one place")
+    combos = list(itertools.product(*(values for _, values in fields)))
+    trials = [Trial(case + tuple(zip(names, combo))) for case in joint or [()] for combo in combos]
+    counts = collections.Counter(trial.trial_id for trial in trials)
+    repeated = sorted(trial_id for trial_id, count in counts.items() if count > 1)
+    if repeated:
+        raise ConfigError(f"sweep trials {', '.join(repeated)} appear more than once: repeated grid values or cases")
+    return trials
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +148,7 @@ def plan(sweep: ml_collections.ConfigDict) -> list[Job]:
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"max_models_per_job = {limit!r} is invalid: it must be a positive integer")
     groups: dict[str, list[Trial]] = {}
-    for trial in expand(sweep.grid):
+    for trial in expand(sweep.grid, sweep.get("cases", ())):
         config = trial.config(sweep.base, sweep.workdir)
         try:
             config_lib.validate(config)
@@ -155,10 +189,17 @@ def _knowledge_probes(config: ml_collections.ConfigDict, summary: loop.RunSummar
     return bio_analysis.probe_analysis(config, step_lib.model_params(summary.state))
 
 
+def _reasoning_probes(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
+    from lmphys import igsm_probe
+
+    return igsm_probe.analyze_run(config, step_lib.model_params(summary.state))
+
+
 ANALYSES: dict[str, Analysis] = {
     "structure": _structure_analysis,  # Part 1: CFG structure probes and attention
     "capacity": _capacity_analysis,  # Part 3.3: bits of knowledge per parameter
     "knowledge_probes": _knowledge_probes,  # Part 3.1: P- and Q-probing
+    "reasoning_probes": _reasoning_probes,  # Part 2.1: V-probing of the iGSM reasoning
 }
 
 

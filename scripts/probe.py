@@ -9,6 +9,9 @@ attribute's value in the person's biography) and Q-probing (from the name alone)
 init; and for decoders the capacity: bits of knowledge held (the bit-complexity lower bound from
 the losses on names and values), per parameter, also after int8 / int4 quantization; writes
 <workdir>/knowledge.json. `--analyses=capacity` or `=probes` runs one of them.
+
+iGSM runs (Part 2.1): V-probing of nece, dep, known, value, can_next and nece_next on every layer,
+trained vs random init, on `--num_problems` fresh problems; writes <workdir>/reasoning.json.
 """
 import json
 import os
@@ -21,6 +24,7 @@ from lmphys.train import loop
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's workdir.", required=True)
 _STRINGS = flags.DEFINE_integer("num_strings", 256, "CFG runs: held-out strings to probe on.")
 _ANALYSES = flags.DEFINE_list("analyses", ["probes", "capacity"], "Knowledge runs: probes and/or capacity.")
+_PROBLEMS = flags.DEFINE_integer("num_problems", 200, "iGSM runs: problems to V-probe on.")
 
 
 def _structure(run) -> dict:
@@ -54,6 +58,19 @@ def _knowledge(run) -> dict:
     return result
 
 
+def _reasoning(run) -> dict:
+    from lmphys import igsm_probe
+
+    result = igsm_probe.analyze_run(run.config, run.params, num_problems=_PROBLEMS.value)
+    trained, random_init = result["trained"], result["random_init"]
+    print(f"{trained['num_problems']} problems ({trained['num_skipped']} too long for model.max_len)\n")
+    print("| task | majority | trained, per layer | random init, last layer |\n|---|---|---|---|")
+    for task, scores in trained["tasks"].items():
+        layers = " ".join(f"{accuracy:.3f}" for accuracy in scores["accuracy"])
+        print(f"| {task} | {scores['majority']:.3f} | {layers} | {random_init['tasks'][task]['accuracy'][-1]:.3f} |")
+    return result
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -61,9 +78,10 @@ def main(argv):
     with cli.user_errors():
         run = loop.load_trained(_WORKDIR.value)
         print(f"{_WORKDIR.value} at step {run.step}:\n")
-        knowledge = run.config.task.name == "bio"
-        result = _knowledge(run) if knowledge else _structure(run)
-    path = os.path.join(_WORKDIR.value, "knowledge.json" if knowledge else "structure.json")
+        analyses = {"bio": (_knowledge, "knowledge.json"), "igsm": (_reasoning, "reasoning.json")}
+        analyse, filename = analyses.get(run.config.task.name, (_structure, "structure.json"))
+        result = analyse(run)
+    path = os.path.join(_WORKDIR.value, filename)
     with open(path, "w") as handle:
         json.dump(result, handle, indent=1)
     print(f"\nwrote {path}")

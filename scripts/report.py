@@ -7,7 +7,9 @@ loss_curves.png. When the sweep has several seeds it also prints and writes resu
 row per setting, each metric as mean±std over the seeds); when it varies depth or width it draws
 gen_accuracy_vs_size.png and loss_vs_size.png (one panel per position scheme). Knowledge-world
 sweeps add qa.png (QA accuracy of the trained and the held-out half per trial) and, with the
-capacity analysis, capacity.png (bits of knowledge against parameters).
+capacity analysis, capacity.png (bits of knowledge against parameters). iGSM sweeps (Part 2) add
+accuracy_by_op.png (accuracy per op, one line per setting, the OOD ops marked) and acc_id / acc_ood
+columns.
 """
 
 from absl import app, flags
@@ -17,7 +19,7 @@ from lmphys import cli
 
 _SWEEP = flags.DEFINE_string("sweep", None, "A sweep workdir (holding trials/).", required=True)
 _INCLUDE = flags.DEFINE_list(
-    "include", ["structure.summary", "capacity.bits_per_param", "knowledge_probes.summary"],
+    "include", ["structure.summary", "capacity.bits_per_param", "knowledge_probes.summary", "reasoning_probes.summary"],
     "Prefixes of further result columns to show in the table."
 )
 
@@ -45,6 +47,7 @@ def main(argv):
     for metric in ("eval.gen_accuracy", "eval.loss"):
         written += tuple(report.plot_vs_size(rows, _SWEEP.value, metric))
     written += tuple(report.plot_capacity(rows, _SWEEP.value))
+    written += tuple(report.plot_accuracy_by_op(rows, _SWEEP.value))  # none without eval.acc_op<k> columns
     print("\nwrote " + ", ".join(written))
 
 

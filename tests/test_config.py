@@ -19,7 +19,7 @@ def test_every_shipped_config_and_sweep_trial_is_valid():
                 continue
             config = load_config_file(os.path.join(root, name))
             if "grid" in config:  # a sweep: every trial it expands to must be a valid run
-                for trial in sweep.expand(config.grid):
+                for trial in sweep.expand(config.grid, config.get("cases", ())):
                     validate(trial.config(config.base, config.workdir))
                     checked += 1
             else:

@@ -40,6 +40,39 @@ def test_grid_expands_to_every_combination_with_stable_ids():
         sweep.expand({"seed": 3})
 
 
+def test_cases_set_fields_jointly_and_combine_with_the_grid():
+    # Model shapes are (num_layers, num_heads, width) triples, not a product of the three.
+    cases = [{"model": {"num_layers": 1, "num_heads": 4, "width": 64}},
+             {"model": {"num_layers": 2, "num_heads": 2, "width": 32}}]
+    trials = sweep.expand({"seed": [0, 1]}, cases)
+    assert [trial.trial_id for trial in trials] == [
+        "num_layers=1,num_heads=4,width=64,seed=0", "num_layers=1,num_heads=4,width=64,seed=1",
+        "num_layers=2,num_heads=2,width=32,seed=0", "num_layers=2,num_heads=2,width=32,seed=1",
+    ]
+    config = trials[2].config(tiny_config("unused"), "/x")
+    assert (config.model.num_layers, config.model.num_heads, config.model.width, config.seed) == (2, 2, 32, 0)
+    # Cases may set different fields; a case alone (empty grid) is one trial.
+    assert [t.trial_id for t in sweep.expand({}, [{"seed": 3}, {"seed": 4, "model": {"position": "none"}}])] == [
+        "seed=3", "seed=4,position=none"]
+    assert sweep.expand({"seed": [0]}) == sweep.expand({"seed": [0]}, ())  # no cases: the grid alone
+    with pytest.raises(ConfigError, match="model.num_layers, which the grid sweeps too"):
+        sweep.expand({"model": {"num_layers": [1, 2]}}, cases)
+    with pytest.raises(ConfigError, match="appear more than once"):
+        sweep.expand({"seed": [0]}, [cases[0], cases[0]])
+    with pytest.raises(ConfigError, match=r"cases\[1\] = \{\} is invalid"):
+        sweep.expand({"seed": [0]}, [cases[0], {}])
+    with pytest.raises(ConfigError, match="list of dicts"):
+        sweep.expand({"seed": [0]}, cases[0])
+
+
+def test_plan_groups_the_trials_of_each_case(tmp_path):
+    config = make_sweep(tmp_path / "sweep", {"seed": [0, 1]})
+    config.cases = [{"model": {"num_layers": 1, "width": 32}}, {"model": {"num_layers": 2, "width": 16}}]
+    groups = [[trial.trial_id for trial in job.trials] for job in sweep.plan(config)]
+    assert groups == [["num_layers=1,width=32,seed=0", "num_layers=1,width=32,seed=1"],
+                      ["num_layers=2,width=16,seed=0", "num_layers=2,width=16,seed=1"]]
+
+
 def test_a_failing_trial_is_recorded_and_the_rest_finish_then_restart_skips_them(tmp_path):
     # num_heads=3 does not divide the width: that trial fails validation, the other one trains.
     config = make_sweep(tmp_path / "sweep", {"model": {"num_heads": [2, 3]}})
