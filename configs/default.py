@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.relative_max_distance = 32  # relative: distances are clipped to this
     config.model.scan_layers = True  # one scanned block: compile time independent of depth
     config.model.attention_impl = "auto"  # auto: XLA; cudnn: fused kernel on NVIDIA GPUs (bf16)
+    config.model.remat = False  # recompute blocks in the backward pass: ~L x less activation memory
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 3e-3

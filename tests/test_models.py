@@ -91,6 +91,21 @@ def test_scan_and_unrolled_layers_agree(position):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), out_scan, out_loop)
 
 
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_remat_gives_the_same_loss_and_gradients(scan_layers):
+    plain, remat = tiny(dropout=0.2, scan_layers=scan_layers), tiny(dropout=0.2, scan_layers=scan_layers, remat=True)
+    graphdef_plain, params = split(plain)
+    graphdef_remat, _ = split(remat)
+
+    def loss(graphdef, p):
+        return forward(graphdef, p, tokens(), dropout_key=jax.random.key(3)).astype(jnp.float32).std()
+
+    value_plain, grads_plain = jax.value_and_grad(lambda p: loss(graphdef_plain, p))(params)
+    value_remat, grads_remat = jax.value_and_grad(lambda p: loss(graphdef_remat, p))(params)
+    np.testing.assert_allclose(value_plain, value_remat, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads_plain, grads_remat)
+
+
 def test_partial_rope_rotates_only_its_share():
     head_dim, fraction = 16, 0.25
     rot = rotary_dims(head_dim, fraction)

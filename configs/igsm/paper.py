@@ -8,7 +8,8 @@ The argument is "<med|hard>[,<L>-<H>][,qp]": L layers, H heads of 64 dims (width
 12-12. Settings (FACTS.md, Part 2.1): AdamW (0.9, 0.98), lr 0.002, 1k warmup steps, cosine decay
 to 1% of the peak; med: weight decay 0.05, batch 512, context 768, 100k steps; hard: weight decay
 0.03, batch 256, context 1024, 200k steps. Training and evaluation rows are the context long
-(eval_len = model.max_len = context). Eight worker processes generate the batches (~3k problems/s
+(eval_len = model.max_len = context; evaluation draws test problems that fit it). Blocks are
+recomputed in the backward pass (model.remat) so a batch fits one GPU. Eight worker processes generate the batches (~3k problems/s
 per core; a step needs 256-512). Evaluation every tenth of the run: greedy full-solution accuracy on
 256 fixed test problems per op, in-distribution ops 1..15 (med) / 1..21 (hard) and OOD ops 20-23 /
 28-32. Part 2.2's retry data: add e.g. --config.task.retry_rate=0.5 (and task.retry_kind), or run
@@ -53,6 +54,9 @@ def get_config(arg: str = "med") -> ml_collections.ConfigDict:
     config.model.max_len = context
     config.model.position = "rope"
     config.model.rope_fraction = 1.0
+    # 512 rows x 768 tokens through 12+ layers: without recomputation the activations alone exceed
+    # one GPU's memory; with it one block's worth is kept (~7x less temp memory measured on CPU).
+    config.model.remat = True
 
     config.optim.learning_rate = 2e-3
     config.optim.b1, config.optim.b2 = 0.9, 0.98

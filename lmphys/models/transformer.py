@@ -64,6 +64,7 @@ class ModelConfig:
     relative_max_distance: int = 32
     scan_layers: bool = True
     attention_impl: str = "auto"  # see attention.ATTENTION_IMPLS; optional in config.model
+    remat: bool = False  # recompute each block in the backward pass (memory for time); optional
 
     @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> "ModelConfig":
@@ -166,25 +167,29 @@ class BlockStack(nnx.Module):
         self.blocks = make_blocks(rngs)
         self.num_layers = cfg.num_layers
         self.scan_layers = cfg.scan_layers
+        self.remat = cfg.remat
 
     def _over_layers(self, body, x, per_layer_inputs):
         """Fold body(block, x, inputs_l) -> (x, outputs_l) over the layers; outputs stacked [L, ...].
 
         The stacked state is split once and each layer's slice merged back into a Block, inside
-        jax.lax.scan (one compiled body for any depth) or a Python loop (scan_layers=False).
+        jax.lax.scan (one compiled body for any depth) or a Python loop (scan_layers=False). With
+        `remat` only each block's input is kept for the backward pass, which recomputes the rest:
+        activation memory of one block instead of L (paper-scale iGSM rows need it on one GPU).
         """
         graphdef, state = nnx.split(self.blocks)
+
+        def layer_fn(layer_state, carry, layer_inputs):
+            return body(nnx.merge(graphdef, layer_state), carry, layer_inputs)
+
+        if self.remat:
+            layer_fn = jax.checkpoint(layer_fn)
         if self.scan_layers:
-
-            def scan_step(carry, layer):
-                layer_state, layer_inputs = layer
-                return body(nnx.merge(graphdef, layer_state), carry, layer_inputs)
-
-            return jax.lax.scan(scan_step, x, (state, per_layer_inputs))
+            return jax.lax.scan(lambda carry, layer: layer_fn(layer[0], carry, layer[1]), x, (state, per_layer_inputs))
         outputs = []
         for index in range(self.num_layers):
             layer_state, layer_inputs = jax.tree.map(lambda leaf: leaf[index], (state, per_layer_inputs))
-            x, output = body(nnx.merge(graphdef, layer_state), x, layer_inputs)
+            x, output = layer_fn(layer_state, x, layer_inputs)
             outputs.append(output)
         return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
 

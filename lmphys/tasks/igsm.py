@@ -20,7 +20,7 @@ op <= 21, OOD 28-32) and "small" (<= 7, op <= 4, OOD 5-6: the CPU-sized world).
 - `train_tokens` > 0 sets train.steps so the run sees that many (non-pad) tokens: Part 2.2 compares
   retry rates at equal training tokens, and retry solutions are longer.
 - Evaluation: greedy full-solution accuracy (igsm_check) on `eval_problems` test-split problems
-  per op: `acc_op<k>` for every in-distribution op (1..max_train_op) and OOD op, and their means
+  per op (those whose solution fits `eval_len`): `acc_op<k>` for every in-distribution op (1..max_train_op) and OOD op, and their means
   `acc_id` and `acc_ood`. The evaluation problems are fixed (they don't depend on the run's seed),
   so all runs are scored on the same ones.
 """
@@ -180,10 +180,21 @@ class IGSMTask:
         raise DataError("iGSM batches are made on the host: the loop calls host_batch(seed, step)")
 
     def eval_problems_of(self, op: int) -> list[Problem]:
-        """The fixed test-split problems of one op (the same for every run)."""
+        """The fixed test-split problems of one op (the same for every run): the first
+        `eval_problems` whose prompt and solution fit `eval_len` (a model is never scored on a
+        solution it had no room to write; at the paper's med/hard OOD ops about 10-16% are longer)."""
         if op not in self._eval_sets:
-            self._eval_sets[op] = [generate(_EVAL_SEED + op * 100_000 + index, self.difficulty, op=op, fmt=self.fmt,
-                                            split="test") for index in range(self.eval_problems)]
+            chosen: list[Problem] = []
+            for index in range(50 * self.eval_problems):
+                problem = generate(_EVAL_SEED + op * 100_000 + index, self.difficulty, op=op, fmt=self.fmt, split="test")
+                if len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1 <= self.eval_len:
+                    chosen.append(problem)
+                    if len(chosen) == self.eval_problems:
+                        break
+            else:
+                raise DataError(f"task.eval_len = {self.eval_len} is too short for {self.difficulty} problems of op {op}: "
+                                f"fewer than {self.eval_problems} of {50 * self.eval_problems} fit; raise it")
+            self._eval_sets[op] = chosen
         return self._eval_sets[op]
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
@@ -200,7 +211,8 @@ class IGSMTask:
         return metrics
 
     def solve_rate(self, model: ModelFns, problems: list[Problem], key: jax.Array) -> float:
-        """Share of `problems` whose generated solution passes the checker (too long = wrong)."""
+        """Share of `problems` whose generated solution passes the checker (a solution that runs
+        past eval_len without <eos> counts as wrong)."""
         prompts = [problem.prompt_ids()[0] for problem in problems]
         fits = [len(prompt) < self.eval_len for prompt in prompts]
         rows = np.full((len(problems), self.eval_len), self.pad_id, np.int32)
