@@ -377,7 +377,8 @@ def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack
     host = None
     if host_fed and start < end:  # its workers (if any) start now
         seeds = [host_data.data_seed(member.config) for member in members]
-        host = cleanup.enter_context(host_data.HostBatches(setup.task, seeds, start, setup.task.data_workers))
+        host = cleanup.enter_context(host_data.HostBatches(setup.task, seeds, start, setup.task.data_workers,
+                                                                prefetch=max(4, 2 * setup.task.data_workers)))
     task_data = getattr(setup.task, "data", None)
     step_fn = step_lib.make_step_fn(
         setup.graphdef, setup.optimizer, setup.schedule, getattr(setup.task, "batch", None),
