@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import json
 import math
 import os
@@ -37,19 +38,12 @@ from lmphys.train import checkpoint, host_data, lora, metrics, optim, stack, ste
 
 
 
-def _bio_task(task_config: ml_collections.ConfigDict):
-    from lmphys.tasks import bio  # on use: the knowledge world loads its name lists and templates
-
-    return bio.task_from_config(task_config)
-
-
-def _igsm_task(task_config: ml_collections.ConfigDict):
-    from lmphys.tasks import igsm
-
-    return igsm.task_from_config(task_config)
+def _imported_on_use(world: str) -> Callable[[ml_collections.ConfigDict], Any]:
+    """A task builder that imports its world when first used (bio loads name lists and templates)."""
+    return lambda task_config: importlib.import_module(f"lmphys.tasks.{world}").task_from_config(task_config)
 
 
-TASK_BUILDERS = {"cfg": cfg.task_from_config, "bio": _bio_task, "igsm": _igsm_task}
+TASK_BUILDERS = {"cfg": cfg.task_from_config, "bio": _imported_on_use("bio"), "igsm": _imported_on_use("igsm")}
 
 
 class TrainingDiverged(LmphysError):
