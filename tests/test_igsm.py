@@ -297,9 +297,10 @@ def test_evaluation_scores_an_oracle_one_and_a_wrong_model_zero():
     problems = [p for op in (1, 2, 5) for p in task.eval_problems_of(op)]
     assert all(p.template >= 17 for p in problems)
     perfect = task.evaluate(ModelFns(_Oracle(problems), None), key=jax.random.key(0))
-    assert perfect == {"acc_op1": 1.0, "acc_op2": 1.0, "acc_op5": 1.0, "acc_id": 1.0, "acc_ood": 1.0}
+    assert perfect == {"acc_op1": 1.0, "acc_op2": 1.0, "acc_op5": 1.0, "acc_id": 1.0, "acc_ood": 1.0,
+                       "answer_id": 1.0, "answer_ood": 1.0}
     wrong = task.evaluate(ModelFns(_Oracle(problems, corrupt=True), None), key=jax.random.key(0))
-    assert wrong["acc_id"] == 0.0 and wrong["acc_ood"] == 0.0
+    assert wrong["acc_id"] == wrong["acc_ood"] == wrong["answer_id"] == wrong["answer_ood"] == 0.0
 
 
 def test_train_tokens_sets_steps_for_equal_tokens():

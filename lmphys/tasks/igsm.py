@@ -20,9 +20,10 @@ op <= 21, OOD 28-32) and "small" (<= 7, op <= 4, OOD 5-6: the CPU-sized world).
 - `train_tokens` > 0 sets train.steps so the run sees that many (non-pad) tokens: Part 2.2 compares
   retry rates at equal training tokens, and retry solutions are longer.
 - Evaluation: greedy full-solution accuracy (igsm_check) on `eval_problems` test-split problems
-  per op (those whose solution fits `eval_len`): `acc_op<k>` for every in-distribution op (1..max_train_op) and OOD op, and their means
-  `acc_id` and `acc_ood`. The evaluation problems are fixed (they don't depend on the run's seed),
-  so all runs are scored on the same ones.
+  per op, those whose solution fits `eval_len`: `acc_op<k>` for every in-distribution op
+  (1..max_train_op) and OOD op, their means `acc_id` and `acc_ood`, and `answer_id` / `answer_ood`
+  for the final answer alone. The evaluation problems are fixed (they don't depend on the run's
+  seed), so all runs are scored on the same ones.
 """
 from __future__ import annotations
 
@@ -198,39 +199,40 @@ class IGSMTask:
         return self._eval_sets[op]
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
-        """Greedy full-solution accuracy per op, and the in-distribution and OOD means."""
+        """Greedy full-solution accuracy per op and its in-distribution and OOD means; and the
+        means of final-answer accuracy (the last "The answer is N." right, steps unchecked), which
+        moves earlier in training than whole solutions do."""
         if model.sample is None:
             raise DataError("iGSM evaluation generates solutions: it needs a decoder (model.kind = gpt)")
         metrics: dict[str, float] = {}
+        answers: dict[int, float] = {}
         for op in self.ops_in + self.ops_out:
-            metrics[f"acc_op{op}"] = self.solve_rate(model, self.eval_problems_of(op), jax.random.fold_in(key, op))
-        if self.ops_in:
-            metrics["acc_id"] = float(np.mean([metrics[f"acc_op{op}"] for op in self.ops_in]))
-        if self.ops_out:
-            metrics["acc_ood"] = float(np.mean([metrics[f"acc_op{op}"] for op in self.ops_out]))
+            metrics[f"acc_op{op}"], answers[op] = self._solve_rates(model, self.eval_problems_of(op), jax.random.fold_in(key, op))
+        for name, ops in (("id", self.ops_in), ("ood", self.ops_out)):
+            if ops:
+                metrics[f"acc_{name}"] = float(np.mean([metrics[f"acc_op{op}"] for op in ops]))
+                metrics[f"answer_{name}"] = float(np.mean([answers[op] for op in ops]))
         return metrics
 
-    def solve_rate(self, model: ModelFns, problems: list[Problem], key: jax.Array) -> float:
-        """Share of `problems` whose generated solution passes the checker (a solution that runs
-        past eval_len without <eos> counts as wrong)."""
+    def _solve_rates(self, model: ModelFns, problems: list[Problem], key: jax.Array) -> tuple[float, float]:
+        """(share of `problems` (each fitting eval_len) whose generated solution passes the checker, share whose final
+        answer is right); a solution that runs past eval_len without <eos> counts as wrong."""
         prompts = [problem.prompt_ids()[0] for problem in problems]
-        fits = [len(prompt) < self.eval_len for prompt in prompts]
         rows = np.full((len(problems), self.eval_len), self.pad_id, np.int32)
         for index, prompt in enumerate(prompts):
-            if fits[index]:
-                rows[index, :len(prompt)] = prompt
-        lengths = np.array([min(len(prompt), self.eval_len - 1) for prompt in prompts], np.int32)
+            rows[index, :len(prompt)] = prompt
+        lengths = np.array([len(prompt) for prompt in prompts], np.int32)
         generated = np.asarray(model.sample(rows, lengths, key))
         tok = tokenizer()
-        correct = 0
+        solved = answered = 0
         for index, problem in enumerate(problems):
             continuation = generated[index, lengths[index]:].tolist()
-            if not fits[index] or self.eos_id not in continuation:
+            if self.eos_id not in continuation:
                 continue
             text = tok.decode(continuation[:continuation.index(self.eos_id)])
-            correct += check_solution(problem, text).correct
-        return correct / len(problems)
-
+            solved += check_solution(problem, text).correct
+            answered += text.endswith(f"The answer is {problem.answer}.")
+        return solved / len(problems), answered / len(problems)
 
 def task_from_config(task: ml_collections.ConfigDict) -> IGSMTask:
     return IGSMTask(task)
