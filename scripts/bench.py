@@ -2,15 +2,22 @@
 
     python scripts/bench.py                       # everything, on whatever device jax finds
     python scripts/bench.py --sections=cfg        # only the grammar sampler and parser
+    python scripts/bench.py --sections=perf,data  # the performance targets' shapes; each world's data path
+    python scripts/bench.py --sections=perf --perf_levers=best,xla_attention,unrolled,remat,float32
 
 Rows: the CFG sampler (tokens/s, on device), the exact CFG parser (strings/s), one training step
 of the default model (tokens/s, step time, compile time, MFU where the device peak is known), K
 stacked 4x256 models (B=8 each) in one vmapped step against one alone, and KV-cache generation from
 BOS (samples/s), and the bioS data of Part 3.1 (100k people with multi5 + permute biographies,
 tokenized, on the host CPU), and iGSM problems of Part 2.1 (generated and tokenized in one process
-and in worker processes; the full-solution checker). Figures go in the README's benchmark table.
+and in worker processes; the full-solution checker). Asked for by name: `perf`, the shapes of the
+performance targets (lmphys/perf.py: tokens/s against nanoGPT on an H100, MFU over the matmul peak
+measured on this device, compile time, memory, whether fused attention and donation took effect),
+with one setting changed at a time by --perf_levers; and `data`, each world's step fed by its real
+data path against the same step on a ready batch. Figures go in the README's benchmark table.
 """
 import concurrent.futures
+import dataclasses
 import functools
 import multiprocessing
 import os
@@ -20,14 +27,33 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from lmphys import parallel
+from lmphys import parallel, perf
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
 from lmphys.tasks import cfg, cfg_speed
 from lmphys.tasks import bio_data, igsm
 from lmphys.train import metrics, optim, stack, step as step_lib
 
-_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate", "bio", "igsm"], "Which rows to measure.")
+# perf lever variants: the best settings with one thing changed
+_LEVER_VARIANTS = {
+    "xla_attention": {"attention_impl": "xla"},
+    "unrolled": {"scan_layers": False},
+    "remat": {"remat": True},
+    "float32": {"dtype": "float32"},
+}
+
+_SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate", "bio", "igsm"],
+                              "Which rows to measure; 'data' (each world's data path) and 'perf' (the target shapes, minutes "
+                              "on a GPU) are asked for by name.")
+_PERF_ROWS = flags.DEFINE_list("perf_rows", [shape.name for shape in perf.REFERENCE_SHAPES], "perf: which shapes.")
+_PERF_LEVERS = flags.DEFINE_list(
+    "perf_levers", ["best"],
+    f"perf: settings to compare on each shape: best (cuDNN attention on GPUs), or one of {sorted(_LEVER_VARIANTS)}.")
+_DATA_CONFIGS = flags.DEFINE_list(
+    "data_configs", [],
+    "data: configs (file.py[:arg], relative to configs/) whose data path is timed; default: the small "
+    "ones on CPU, the paper ones elsewhere.")
+_PERF_BATCH_DIVISOR = flags.DEFINE_integer("perf_batch_divisor", 1, "perf: run each shape with this many times fewer rows (CPU smoke runs).")
 _STACK_COUNTS = flags.DEFINE_list("stack_models", ["1", "8"], "K values for the stacked-models rows.")
 _STACK_SEQ_LEN = flags.DEFINE_integer("stack_seq_len", 512, "Context of the stacked 4x256 models (B=8 each).")
 _GRAMMAR = flags.DEFINE_string("grammar", "cfg3f", "Grammar for the sampler and parser rows.")
@@ -201,6 +227,72 @@ def bench_igsm(repeats: int, difficulty: str = "med", count: int = 4000) -> list
     ]
 
 
+def bench_perf(row_names: list[str], lever_names: list[str], batch_divisor: int, steps: int) -> list[tuple[str, str, str]]:
+    """The target table's shapes (lmphys/perf.py): tokens/s against nanoGPT on an H100, MFU over
+    the matmul peak measured here, step and compile time, memory, and whether cuDNN attention and
+    donation took effect in the compiled step."""
+    shapes = [shape.scaled(batch_divisor) for shape in perf.REFERENCE_SHAPES if shape.name in row_names]
+    unknown = set(row_names) - {shape.name for shape in perf.REFERENCE_SHAPES}
+    if unknown:
+        raise app.UsageError(f"unknown --perf_rows {sorted(unknown)}; known: {[s.name for s in perf.REFERENCE_SHAPES]}")
+    device = jax.local_devices()[0]
+    best = perf.Levers.best_for(device.platform)
+    variants = []
+    for name in lever_names:
+        if name != "best" and name not in _LEVER_VARIANTS:
+            raise app.UsageError(f"unknown --perf_levers {name!r}; known: best, {', '.join(_LEVER_VARIANTS)}")
+        variants.append(best if name == "best" else dataclasses.replace(best, **_LEVER_VARIANTS[name]))
+    compute_dtype = perf.model_config(shapes[0], best).compute_dtype if shapes else jnp.float32
+    peak = perf.measure_matmul_peak(compute_dtype, device=device)
+    rows = [(f"matmul peak, {jnp.dtype(compute_dtype).name}, measured", f"{peak / 1e12:.1f} TFLOP/s",
+             f"data sheet bf16 {metrics.device_peak_flops(device) / 1e12:.0f}" if metrics.device_peak_flops(device) else "MFU's denominator")]
+    alone = {}  # tokens/s of one model, by (shape without K, levers): what stacking is compared to
+    for shape in shapes:
+        for levers in variants:
+            report = perf.measure_step(shape, levers, steps=steps, device=device)
+            vs = report.vs_baseline()
+            key = (dataclasses.replace(shape, name="", num_models=1, baseline_tokens_per_s=None), levers)
+            if shape.num_models == 1:
+                alone[key] = report.tokens_per_s
+            detail = [f"step {report.step_s * 1e3:.1f} ms", f"MFU {report.mfu(peak):.1%}",
+                      f"compile {report.compile_s:.1f}s", f"memory {report.memory_bytes / 2**30:.2f} GiB",
+                      f"fused attention calls {report.hlo.fused_attention_calls}, donated buffers {report.hlo.donated_buffers}"]
+            if vs is not None:
+                detail.insert(1, f"{vs:.2f}x nanoGPT on H100 ({shape.baseline_tokens_per_s / 1e3:,.0f}k)")
+            if shape.num_models > 1 and key in alone:
+                detail.insert(1, f"{report.tokens_per_s / alone[key]:.2f}x one model")
+            stacked = f" K={shape.num_models}" if shape.num_models > 1 else ""
+            rows.append((f"perf {shape.num_layers}/{shape.width}/{shape.num_heads} T={shape.seq_len} B={shape.batch_size}"
+                         f"{stacked} V={shape.vocab_size} ({levers.describe()})",
+                         f"{report.tokens_per_s:,.0f} tokens/s", "; ".join(detail)))
+    return rows
+
+
+_DATA_CONFIGS_CPU = ("cfg/small.py", "bio/small.py", "igsm/small.py")
+_DATA_CONFIGS_ACCELERATOR = ("cfg/paper.py", "bio/paper.py:pretrain,multi5_permute", "igsm/paper.py:med")
+
+
+def bench_data(config_names: list[str], steps: int) -> list[tuple[str, str, str]]:
+    """Each world's training step fed by its real data path against the same step on a batch
+    already on the device (issue 7: data under 5% of the step)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+    default = _DATA_CONFIGS_CPU if jax.default_backend() == "cpu" else _DATA_CONFIGS_ACCELERATOR
+    rows = []
+    for name in config_names or default:
+        path, _, arg = name.partition(":")
+        config = load_config_file(os.path.join(here, path), *([arg] if arg else []))
+        report = perf.measure_data_path(config, steps)
+        if report.on_host:
+            where = (f"host batch {report.batch_s * 1e3:.1f} ms in one process ({report.workers_to_keep_up} "
+                     f"worker(s) keep up; {report.workers} configured), transfer {report.transfer_s * 1e3:.1f} ms")
+        else:
+            where = f"batch made on device in {report.batch_s * 1e3:.2f} ms ({report.batch_s / report.fixed_step_s:.1%} of a step)"
+        rows.append((f"data path {name} ({config.model.num_layers}x{config.model.width}, B={config.task.batch_size} "
+                     f"T={config.task.seq_len})", f"{report.share:.1%} of the step",
+                     f"step {report.fed_step_s * 1e3:.1f} ms fed, {report.fixed_step_s * 1e3:.1f} ms on a fixed batch; {where}"))
+    return rows
+
+
 def _timed_host(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -224,6 +316,10 @@ def main(argv):
         rows += bench_bio(_REPEATS.value)
     if "igsm" in _SECTIONS.value:
         rows += bench_igsm(_REPEATS.value)
+    if "data" in _SECTIONS.value:
+        rows += bench_data(_DATA_CONFIGS.value, max(3, 2 * _REPEATS.value))
+    if "perf" in _SECTIONS.value:
+        rows += bench_perf(_PERF_ROWS.value, _PERF_LEVERS.value, _PERF_BATCH_DIVISOR.value, max(3, 2 * _REPEATS.value))
     print(f"\ndevice: {device.device_kind} x{jax.local_device_count()} ({jax.default_backend()}), "
           f"jax {jax.__version__}, {os.cpu_count()} CPU cores\n")
     print("| what | speed | detail |")

@@ -383,7 +383,7 @@ def num_params(params: Any) -> int:
     return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+def flops_per_token(cfg: ModelConfig, seq_len: int, halve_causal: bool = True) -> float:
     """Analytic training FLOPs per token (forward + backward = 3x forward), for MFU.
 
     6 x (matmul parameters: attention projections, MLP, head; embedding lookups excluded)
@@ -396,7 +396,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     per_layer = projections + 2 * D * cfg.mlp_width
     head = D * cfg.vocab_size + (D * D if cfg.kind == "bert" else 0)
     attention_forward = (4 if cfg.position in QUERY_KEY_SCHEMES else 2) * T * D
-    if cfg.causal:
+    if cfg.causal and halve_causal:  # False: what a kernel computing the masked half does
         attention_forward /= 2
     if cfg.position == "relative":
         attention_forward += 2 * (2 * cfg.relative_max_distance + 1) * D

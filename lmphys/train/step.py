@@ -126,6 +126,10 @@ def make_step_fn(
     With `host_batches` the batches are made outside the step (host_data.py): the step takes a
     fourth argument, a `Batch` of [K, B, T] arrays (placed with `parallel.stacked_rows_sharding`),
     and neither `make_batch` nor the data keys are used.
+
+    The on-device step also has `.compile(states, data_keys, dropout_keys)`: the same program
+    compiled ahead of time, as a callable that carries `.compiled` (HLO text, memory and cost
+    analyses; what lmphys/perf.py measures).
     """
     state_sharding = parallel.state_shardings(mesh, stacked_state)
     per_model = parallel.per_model_sharding(mesh)
@@ -172,6 +176,20 @@ def make_step_fn(
         with jax.set_mesh(mesh):  # the bare PartitionSpecs of constrain_rows refer to this mesh
             return jitted(states, data_keys, dropout_keys, task_data)
 
+    def compile_on_mesh(states, data_keys, dropout_keys) -> Callable[..., tuple[TrainState, Metrics]]:
+        """The compiled program (for its HLO, memory and cost analyses: lmphys/perf.py), callable
+        with the same arguments as the step."""
+        with jax.set_mesh(mesh):
+            compiled = jitted.lower(states, data_keys, dropout_keys, task_data).compile()
+
+        def run_compiled(states, data_keys, dropout_keys):
+            with jax.set_mesh(mesh):
+                return compiled(states, data_keys, dropout_keys, task_data)
+
+        run_compiled.compiled = compiled
+        return run_compiled
+
+    run_on_mesh.compile = compile_on_mesh
     return run_on_mesh
 
 
