@@ -273,6 +273,34 @@ def test_host_batches_are_a_function_of_seed_and_step():
     assert not np.array_equal(first.inputs, held.inputs)
 
 
+def test_packed_rows_hold_whole_problems_of_the_row_and_fill_it():
+    plain, packed = _task(batch_size=8), _task(batch_size=8, pack=True)
+    tok = igsm.tokenizer()
+    loose, full = plain.host_batch(5, 2), packed.host_batch(5, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(full, packed.host_batch(5, 2)))
+    fill = [(batch.inputs != tok.pad_id).mean() for batch in (loose, full)]
+    assert fill[1] > fill[0] + 0.15
+    base = (5 * 2) << 48 | 2 << 16  # host_batch's row seeds for data seed 5, step 2
+    problems = 0
+    for row in range(8):
+        ids = np.concatenate([full.inputs[row], full.targets[row, -1:]])
+        counted = np.concatenate([[0.0], full.loss_mask[row]]) > 0
+        # the row's own problems, in the order it draws them
+        candidates = [packed.row((base | row) * 1024 + part) for part in range(40)]
+        starts = list(np.flatnonzero(ids == tok.bos_id))
+        assert starts[0] == 0
+        last = -1
+        for begin, end in zip(starts, starts[1:] + [len(ids)]):
+            piece = ids[begin:end]
+            piece = piece[piece != tok.pad_id].tolist()
+            part = next(index for index, (tokens, _) in enumerate(candidates) if tokens == piece)  # whole, never cut
+            assert part > last
+            last = part
+            assert counted[begin:begin + len(piece)].tolist() == [flag > 0 for flag in candidates[part][1]]
+            problems += 1
+    assert problems > 8  # more problems than rows
+
+
 class _Oracle:
     """A stand-in model that writes each prompt's true (or a corrupted) solution."""
 

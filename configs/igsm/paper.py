@@ -12,7 +12,8 @@ to 1% of the peak; med: weight decay 0.05, batch 512, context 768, 100k steps; h
 recomputed in the backward pass (model.remat) so a batch fits one GPU. Eight worker processes generate the batches (~3k problems/s
 per core; a step needs 256-512). Evaluation every tenth of the run: greedy full-solution accuracy on
 256 fixed test problems per op, in-distribution ops 1..15 (med) / 1..21 (hard) and OOD ops 20-23 /
-28-32. Part 2.2's retry data: add e.g. --config.task.retry_rate=0.5 (and task.retry_kind), or run
+28-32. --config.task.pack=True puts several whole problems in each row (one med problem fills
+40% of a 768-token row; packed rows are 83% full). Part 2.2's retry data: add e.g. --config.task.retry_rate=0.5 (and task.retry_kind), or run
 configs/sweeps/part2_retry.py:med.
 """
 import os

@@ -46,6 +46,8 @@ __all__ = ["DIFFICULTIES", "FORMATS", "SPLITS", "RETRY_KINDS", "Problem", "IGSMT
 LOSS_ON = ("solution", "all")
 _EVAL_SEED = 1 << 40  # evaluation problems come from their own seed range, shared by every run
 _TOO_LONG_DRAWS = 64
+_PACK_SLOTS = 1024  # problems a packed row may draw (each has its own seed below the row's)
+_PACK_MISSES = 4  # a packed row ends after this many drawn problems in a row did not fit its rest
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -64,6 +66,7 @@ def default_config() -> ml_collections.ConfigDict:
     task.mask_mistakes = False  # take the mistaken tokens out of the loss
     task.train_tokens = 0  # > 0: train.steps is set so the run sees this many tokens (equal-token comparisons)
     task.data_workers = 0  # processes generating batches ahead (0: in the training process)
+    task.pack = False  # several whole problems per row (rows one problem long are ~40% filled at med)
     task.eval_problems = 32  # per op
     task.eval_ops = ""  # comma-separated ops to evaluate; "": every training op and the OOD ops
     task.temperature = 0.0  # greedy decoding, as in the paper
@@ -91,6 +94,7 @@ def validate(task: ml_collections.ConfigDict) -> None:
     _check(task.train_tokens >= 0, "train_tokens", "it must be zero or positive", task.train_tokens)
     _check(isinstance(task.data_workers, int) and task.data_workers >= 0, "data_workers", "it must be 0 or more",
            task.data_workers)
+    _check(isinstance(task.pack, bool), "pack", "it must be True or False", task.pack)
     _check(task.seq_len >= 64, "seq_len", "it must be at least 64 (a problem with its solution must fit)", task.seq_len)
     _check(task.eval_len >= task.seq_len, "eval_len", f"it must be at least task.seq_len = {task.seq_len}", task.eval_len)
     _check(task.temperature >= 0, "temperature", "it must be zero (greedy) or positive", task.temperature)
@@ -131,6 +135,7 @@ class IGSMTask:
         self.retry_kind = task.retry_kind
         self.mask_mistakes = bool(task.mask_mistakes)
         self.data_workers = task.data_workers
+        self.pack = task.pack
         self.train_tokens = int(task.train_tokens)
         self.eval_problems = task.eval_problems
         self.ops_in, self.ops_out = eval_ops(task)
@@ -138,7 +143,7 @@ class IGSMTask:
 
     def describe(self) -> str:
         retry = f", retry {self.retry_kind} {self.retry_rate}" if self.retry_rate else ""
-        return f"igsm {self.difficulty} {self.fmt}{retry}"
+        return f"igsm {self.difficulty} {self.fmt}{retry}{', packed rows' if self.pack else ''}"
 
     def row(self, seed: int, split: str = "train") -> tuple[list[int], list[float]]:
         """Tokens of one training sequence (<bos> ... <eos>, at most seq_len + 1) and which of them
@@ -156,6 +161,23 @@ class IGSMTask:
         raise DataError(f"task.seq_len = {self.seq_len} is too short for {self.difficulty} problems: "
                         f"{_TOO_LONG_DRAWS} draws in a row did not fit; raise it")
 
+    def packed_row(self, seed: int, split: str = "train") -> tuple[list[int], list[float]]:
+        """Whole rows of `row` (problem seeds derived from `seed`) one after another while they fit
+        seq_len + 1 tokens; a problem too long for what is left is skipped, and the row ends after
+        `_PACK_MISSES` such problems in a row. Nothing is cut: attention runs across the problems
+        of a row, as in GPT pretraining on concatenated documents."""
+        tokens, flags = self.row(seed * _PACK_SLOTS, split)
+        misses = 0
+        for part in range(1, _PACK_SLOTS):
+            ids, counted = self.row(seed * _PACK_SLOTS + part, split)
+            if len(tokens) + len(ids) <= self.seq_len + 1:
+                tokens, flags, misses = tokens + ids, flags + counted, 0
+            else:
+                misses += 1
+                if misses == _PACK_MISSES:
+                    break
+        return tokens, flags
+
     def train_steps(self, steps: int) -> int:
         """`steps`, or with train_tokens > 0 the steps that see that many tokens (the mean real,
         non-pad length of a row measured on the first batches), so runs whose solutions differ in
@@ -171,8 +193,9 @@ class IGSMTask:
         tokens = np.full((self.batch_size, self.seq_len + 1), self.pad_id, np.int32)
         flags = np.zeros((self.batch_size, self.seq_len + 1), np.float32)
         base = ((int(seed) % (1 << 31)) * 2 + int(held_out)) << 48 | int(step) << 16
+        make_row = self.packed_row if self.pack else self.row
         for row in range(self.batch_size):
-            ids, counted = self.row(base | row, "test" if held_out else "train")
+            ids, counted = make_row(base | row, "test" if held_out else "train")
             tokens[row, :len(ids)] = ids
             flags[row, :len(ids)] = counted
         return Batch(tokens[:, :-1], tokens[:, 1:], flags[:, 1:])
