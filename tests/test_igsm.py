@@ -273,6 +273,12 @@ def test_host_batches_are_a_function_of_seed_and_step():
     assert not np.array_equal(first.inputs, held.inputs)
 
 
+def test_a_config_saved_before_pack_existed_still_loads():
+    config = igsm.default_config()
+    del config["pack"]
+    assert igsm.IGSMTask(config).pack is False
+
+
 def test_packed_rows_hold_whole_problems_of_the_row_and_fill_it():
     plain, packed = _task(batch_size=8), _task(batch_size=8, pack=True)
     tok = igsm.tokenizer()

@@ -48,6 +48,9 @@ _EVAL_SEED = 1 << 40  # evaluation problems come from their own seed range, shar
 _TOO_LONG_DRAWS = 64
 _PACK_SLOTS = 1024  # problems a packed row may draw (each has its own seed below the row's)
 _PACK_MISSES = 4  # a packed row ends after this many drawn problems in a row did not fit its rest
+# Fields added after runs were saved: their defaults keep the earlier behaviour, so the config.json
+# of an older run still loads (probes, reports, init_from).
+_ADDED_FIELDS = {"pack": False}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -81,7 +84,7 @@ def _check(ok: bool, field: str, message: str, value: Any) -> None:
 def validate(task: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first bad igsm task field."""
     for field in default_config().keys():
-        if field not in task:
+        if field not in task and field not in _ADDED_FIELDS:
             raise ConfigError(f"task.{field} is missing from the config (see lmphys.tasks.igsm.default_config)")
     _check(task.objective == "lm", "objective", "iGSM trains decoders (lm): solutions are generated", task.objective)
     _check(task.difficulty in DIFFICULTIES, "difficulty", f"it must be one of {', '.join(DIFFICULTIES)}", task.difficulty)
@@ -94,7 +97,7 @@ def validate(task: ml_collections.ConfigDict) -> None:
     _check(task.train_tokens >= 0, "train_tokens", "it must be zero or positive", task.train_tokens)
     _check(isinstance(task.data_workers, int) and task.data_workers >= 0, "data_workers", "it must be 0 or more",
            task.data_workers)
-    _check(isinstance(task.pack, bool), "pack", "it must be True or False", task.pack)
+    _check(isinstance(task.get("pack", False), bool), "pack", "it must be True or False", task.get("pack"))
     _check(task.seq_len >= 64, "seq_len", "it must be at least 64 (a problem with its solution must fit)", task.seq_len)
     _check(task.eval_len >= task.seq_len, "eval_len", f"it must be at least task.seq_len = {task.seq_len}", task.eval_len)
     _check(task.temperature >= 0, "temperature", "it must be zero (greedy) or positive", task.temperature)
@@ -135,7 +138,7 @@ class IGSMTask:
         self.retry_kind = task.retry_kind
         self.mask_mistakes = bool(task.mask_mistakes)
         self.data_workers = task.data_workers
-        self.pack = task.pack
+        self.pack = task.get("pack", _ADDED_FIELDS["pack"])
         self.train_tokens = int(task.train_tokens)
         self.eval_problems = task.eval_problems
         self.ops_in, self.ops_out = eval_ops(task)
