@@ -231,7 +231,7 @@ def measure_matmul_peak(dtype: jnp.dtype, size: int | None = None, repeats: int 
 
 @dataclasses.dataclass(frozen=True)
 class DataPathReport:
-    """How much of a world's training step goes to its data (issue 7: under 5% for every world).
+    """How much of a world's training step goes to its data (the target: under 5% for every world).
 
     `fed_step_s` is the time per step of the real pipeline (the task's on-device batch inside the
     step, or host batches from worker processes placed on the device between steps);
