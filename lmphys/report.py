@@ -37,6 +37,8 @@ _PREFERRED = (
     "eval.manip_test_final",
     "eval.acc_id",
     "eval.acc_ood",
+    "eval.answer_id",
+    "eval.answer_ood",
     "eval.token_accuracy",
     "eval.loss",
 )

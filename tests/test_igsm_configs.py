@@ -199,7 +199,8 @@ def test_accuracy_by_op_labels_retry_settings(tmp_path, drawn):
 
 
 def test_results_tables_show_in_distribution_and_ood_accuracy():
-    rows = [report.Row(trial="a", status="done", **{"eval.acc_id": 0.99, "eval.acc_ood": 0.78, "eval.acc_op1": 1.0})]
+    rows = [report.Row(trial="a", status="done", **{"eval.acc_op1": 1.0, "eval.answer_ood": 0.5, "eval.acc_ood": 0.78,
+                                                    "eval.answer_id": 0.9, "eval.acc_id": 0.99})]
     names = report.columns(rows)
-    assert names[:4] == ["trial", "status", "eval.acc_id", "eval.acc_ood"]
-    assert "| acc_id | acc_ood |" in report.markdown_table(rows, names)
+    assert names[:6] == ["trial", "status", "eval.acc_id", "eval.acc_ood", "eval.answer_id", "eval.answer_ood"]
+    assert "| acc_id | acc_ood | answer_id | answer_ood |" in report.markdown_table(rows, names)
