@@ -39,6 +39,8 @@ _PREFERRED = (
     "eval.acc_ood",
     "eval.answer_id",
     "eval.answer_ood",
+    "eval.finished_id",
+    "eval.finished_ood",
     "eval.token_accuracy",
     "eval.loss",
 )

@@ -310,9 +310,10 @@ def test_packed_rows_hold_whole_problems_of_the_row_and_fill_it():
 class _Oracle:
     """A stand-in model that writes each prompt's true (or a corrupted) solution."""
 
-    def __init__(self, problems, corrupt=False):
+    def __init__(self, problems, corrupt=False, loop=False):
         self.solutions = {tuple(p.prompt_ids()[0]): p.solution_ids for p in problems}
         self.corrupt = corrupt
+        self.loop = loop  # retry forever, as an undertrained retry-data model does: never <eos>
 
     def __call__(self, rows, lengths, key):
         tok = igsm.tokenizer()
@@ -321,6 +322,8 @@ class _Oracle:
             solution = list(self.solutions[tuple(row[:length].tolist())])
             if self.corrupt:
                 solution[-2] = tok.ids[str((int(tok.vocab[solution[-2]]) + 1) % MOD)]
+            if self.loop:
+                solution = tok.encode("Define " + " Define ".join(["a as [BACK]"] * len(row)))
             written = (solution + [tok.eos_id])[:len(row) - length]
             row[length:length + len(written)] = written
         return out
@@ -332,9 +335,22 @@ def test_evaluation_scores_an_oracle_one_and_a_wrong_model_zero():
     assert all(p.template >= 17 for p in problems)
     perfect = task.evaluate(ModelFns(_Oracle(problems), None), key=jax.random.key(0))
     assert perfect == {"acc_op1": 1.0, "acc_op2": 1.0, "acc_op5": 1.0, "acc_id": 1.0, "acc_ood": 1.0,
-                       "answer_id": 1.0, "answer_ood": 1.0}
+                       "answer_id": 1.0, "answer_ood": 1.0, "finished_id": 1.0, "finished_ood": 1.0}
     wrong = task.evaluate(ModelFns(_Oracle(problems, corrupt=True), None), key=jax.random.key(0))
     assert wrong["acc_id"] == wrong["acc_ood"] == wrong["answer_id"] == wrong["answer_ood"] == 0.0
+    assert wrong["finished_id"] == wrong["finished_ood"] == 1.0
+
+
+def test_a_model_that_never_ends_is_scored_unfinished_and_shown():
+    task = _task(eval_problems=2, eval_ops="1,5", eval_len=400)
+    problems = task.eval_problems_of(1)
+    looping = task.evaluate(ModelFns(_Oracle(problems + task.eval_problems_of(5), loop=True), None), jax.random.key(0))
+    assert looping["finished_id"] == looping["finished_ood"] == looping["acc_id"] == looping["answer_id"] == 0.0
+    attempts = task.attempt(ModelFns(_Oracle(problems, loop=True), None), problems, jax.random.key(0))
+    assert [a.finished for a in attempts] == [False, False] and all(a.verdict is None for a in attempts)
+    assert attempts[0].text.startswith("Define a as [BACK] Define a as [BACK]")
+    solved = task.attempt(ModelFns(_Oracle(problems), None), problems, jax.random.key(0))
+    assert [a.text for a in solved] == [p.solution for p in problems] and all(a.verdict.correct for a in solved)
 
 
 def test_train_tokens_sets_steps_for_equal_tokens():

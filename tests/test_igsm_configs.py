@@ -1,8 +1,11 @@
 """The Part 2 configs: every argument loads and validates, the paper settings are FACTS.md's, the
 depth/width sweep plans exactly the paper's shapes, the retry sweep compares equal-token runs that
-differ only in the retry data, and the accuracy-by-op plot is drawn from result rows."""
+differ only in the retry data, the accuracy-by-op plot is drawn from result rows, and a small run
+trains, evaluates and shows its model's solutions."""
 import json
 import os
+import subprocess
+import sys
 
 import matplotlib.axes
 import pytest
@@ -11,6 +14,7 @@ from lmphys import config as config_lib, report, sweep
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
 from lmphys.tasks import igsm
+from lmphys.train import loop
 from tests.conftest import REPO
 
 IGSM, SWEEPS = os.path.join(REPO, "configs", "igsm"), os.path.join(REPO, "configs", "sweeps")
@@ -204,3 +208,23 @@ def test_results_tables_show_in_distribution_and_ood_accuracy():
     names = report.columns(rows)
     assert names[:6] == ["trial", "status", "eval.acc_id", "eval.acc_ood", "eval.answer_id", "eval.answer_ood"]
     assert "| acc_id | acc_ood | answer_id | answer_ood |" in report.markdown_table(rows, names)
+
+
+def test_a_tiny_small_run_evaluates_and_generate_shows_its_solutions(tmp_path):
+    config = load_config_file(os.path.join(IGSM, "small.py"), "1-1,0.5")
+    config.workdir = str(tmp_path / "run")
+    config.train.steps = config.train.eval_every = config.train.checkpoint_every = 2
+    config.task.batch_size, config.task.eval_problems, config.task.eval_ops = 4, 2, "1,5"
+    config.parallel.data = 1
+    summary = loop.run(config, log=lambda line: None)
+    assert {"acc_id", "answer_id", "finished_id", "finished_ood"} <= set(summary.eval_metrics)
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate.py"), f"--workdir={config.workdir}",
+                             "--split=test", "--op=1", "--count=3"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{config.workdir} at step 2 (igsm small pq, retry retry 0.5): 3 problems")
+    assert sum(line.startswith("Model: ") for line in lines) == sum(line.startswith("checker: ") for line in lines) == 3
+    assert " finished, " in lines[-1] and "/3 whole solutions right" in lines[-1] and "[BACK] per solution" in lines[-1]
+    bad = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate.py"), f"--workdir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "holds no config.json" in bad.stderr

@@ -1,5 +1,7 @@
-"""Parts 2.1 / 2.2 at CPU scale: a rotary GPT (head dim 32) learns to solve "small" iGSM problems
-(<= 7 instance parameters, training op <= 4, OOD ops 5-6) in about 10 minutes on 2 CPU cores.
+"""Parts 2.1 / 2.2 at CPU scale: a rotary GPT (head dim 32) pretrains on "small" iGSM problems
+(<= 7 instance parameters, training op <= 4, OOD ops 5-6) in about 25 minutes on 2 CPU cores
+(measured 2026-11-28: ~1.2 s per step of the 4-4 model, then ~2 min of evaluation). At this scale
+it learns the solution format, not yet whole correct solutions (README, "Part 2 measured").
 
     python scripts/train.py --config=configs/igsm/small.py                    (GPT-4-4, 128 wide)
     python scripts/train.py --config=configs/igsm/small.py:8-3                (8 layers, 3 heads, 96 wide)

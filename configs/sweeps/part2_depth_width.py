@@ -2,7 +2,7 @@
 that trade layers against width; the paper finds depth matters for reasoning (20 layers x 576
 beat 4 layers x 1920 on hard OOD problems).
 
-    python scripts/sweep.py --config=configs/sweeps/part2_depth_width.py            (CPU, ~30-40 min)
+    python scripts/sweep.py --config=configs/sweeps/part2_depth_width.py            (CPU, ~1.5 h)
     python scripts/sweep.py --config=configs/sweeps/part2_depth_width.py:med        (GPU, 10 runs of paper.py)
     python scripts/sweep.py --config=configs/sweeps/part2_depth_width.py:hard
     python scripts/report.py --sweep=runs/part2_depth_width_small   (accuracy_by_op.png: one line per shape)
@@ -11,8 +11,9 @@ med / hard: the paper's shapes GPT2-4-21, 8-15, 12-12, 16-10, 20-9 and the ~2x l
 12-17, 16-15, 20-13 (head dim 64, width 64 H), each trained as configs/igsm/paper.py:<difficulty>.
 small (the default): a CPU analogue on the "small" world, configs/igsm/small.py at head dim 32 with
 four shapes of ~0.8M non-embedding parameters, GPT-2-6, 4-4, 8-3 and 16-2 (widths 192, 128, 96, 64),
-800 steps each instead of 1200 so the four fit in ~30-40 min on 2 cores (the deeper, narrower
-models are slower per step on a CPU: ~0.8x, 1x, 1.4x and 1.7x the 4-4's step time).
+800 steps each instead of 1200 so the four fit in ~1.5 h on 2 cores (the deeper, narrower models
+are slower per step on a CPU: measured ~1.1, 1.3, 1.9 and 2.0 s per step; 16-2 took 33 min with
+its evaluation).
 
 The shapes are joint settings (`cases`: num_layers, num_heads and width together), combined with
 the seed grid; trial ids read 'num_layers=8,num_heads=15,width=960,seed=0'. More seeds

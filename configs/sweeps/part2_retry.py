@@ -1,7 +1,7 @@
 """Part 2.2, learning from mistakes: pretraining on retry data (a wrong step, then [BACK]) against
 clean data, at equal training tokens.
 
-    python scripts/sweep.py --config=configs/sweeps/part2_retry.py          (CPU, ~65 min)
+    python scripts/sweep.py --config=configs/sweeps/part2_retry.py          (CPU, ~3 h)
     python scripts/sweep.py --config=configs/sweeps/part2_retry.py:med      (GPU, GPT2-12-12 on iGSM-med)
     python scripts/report.py --sweep=runs/part2_retry_small                 (accuracy_by_op.png)
 
@@ -10,9 +10,10 @@ computed yet); weak (a later step) and miss (any unused parameter) at 0.5; and r
 mistakes masked out of the loss. Every trial trains on the same number of real (non-pad) tokens
 (task.train_tokens, which sets train.steps from the mean row length): retry solutions are longer,
 so those runs take fewer steps. small: configs/igsm/small.py (GPT-4-4) with 5.8M tokens, about its
-1200 clean steps (~1190 clean, ~1090 at rate 0.5, ~1050 for miss; ~7.9k steps in all, ~65 min on 2
-cores). med: configs/igsm/paper.py:med with 16.5B tokens, about its 100k clean steps (rows of ~322
-real tokens; ~90k steps at rate 0.5).
+1200 clean steps (~1190 clean, ~1090 at rate 0.5, ~1050 for miss; ~7.9k steps in all, ~3 h on 2
+cores; with --config.base.task.train_tokens=3000000 each trial took 12-17 min). med:
+configs/igsm/paper.py:med with 16.5B tokens, about its 100k clean steps (rows of ~322 real tokens;
+~90k steps at rate 0.5).
 
 The paper (med, op 23): 78% clean -> 94-95% at retry_rate 0.5, no masking needed; weak about as
 good, miss weaker. Analyses are off here; the V-probes of Part 2.1 (can_next detects mistakes)

@@ -22,11 +22,13 @@ op <= 21, OOD 28-32) and "small" (<= 7, op <= 4, OOD 5-6: the CPU-sized world).
 - Evaluation: greedy full-solution accuracy (igsm_check) on `eval_problems` test-split problems
   per op, those whose solution fits `eval_len`: `acc_op<k>` for every in-distribution op
   (1..max_train_op) and OOD op, their means `acc_id` and `acc_ood`, and `answer_id` / `answer_ood`
-  for the final answer alone. The evaluation problems are fixed (they don't depend on the run's
-  seed), so all runs are scored on the same ones.
+  for the final answer alone, `finished_id` / `finished_ood` for the share of solutions that end
+  (<eos> within eval_len). `attempt` returns the solutions themselves. The evaluation problems
+  are fixed (they don't depend on the run's seed), so all runs are scored on the same ones.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -36,11 +38,12 @@ import numpy as np
 
 from lmphys.errors import ConfigError, DataError
 from lmphys.tasks.base import Batch, ModelFns
+from lmphys.tasks.igsm_check import CheckResult
 from lmphys.tasks.igsm_problem import FORMATS, SPLITS, Problem, check_solution, generate
 from lmphys.tasks.igsm_text import RETRY_KINDS, tokenizer
 from lmphys.tasks.igsm_world import DIFFICULTIES
 
-__all__ = ["DIFFICULTIES", "FORMATS", "SPLITS", "RETRY_KINDS", "Problem", "IGSMTask", "check_solution", "generate",
+__all__ = ["DIFFICULTIES", "FORMATS", "SPLITS", "RETRY_KINDS", "Attempt", "Problem", "IGSMTask", "check_solution", "generate",
            "tokenizer", "default_config", "validate", "task_from_config"]
 
 LOSS_ON = ("solution", "all")
@@ -225,24 +228,31 @@ class IGSMTask:
         return self._eval_sets[op]
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
-        """Greedy full-solution accuracy per op and its in-distribution and OOD means; and the
-        means of final-answer accuracy (the last "The answer is N." right, steps unchecked), which
-        moves earlier in training than whole solutions do."""
-        if model.sample is None:
-            raise DataError("iGSM evaluation generates solutions: it needs a decoder (model.kind = gpt)")
+        """Greedy full-solution accuracy per op and its in-distribution and OOD means; the means of
+        final-answer accuracy (the last "The answer is N." right, steps unchecked), which moves
+        earlier in training than whole solutions do; and the share of solutions that end (<eos>
+        within eval_len), which shows a model stuck in a loop (e.g. retrying forever on retry data)."""
         metrics: dict[str, float] = {}
         answers: dict[int, float] = {}
+        finished: dict[int, float] = {}
         for op in self.ops_in + self.ops_out:
-            metrics[f"acc_op{op}"], answers[op] = self._solve_rates(model, self.eval_problems_of(op), jax.random.fold_in(key, op))
+            attempts = self.attempt(model, self.eval_problems_of(op), jax.random.fold_in(key, op))
+            metrics[f"acc_op{op}"] = float(np.mean([a.verdict is not None and a.verdict.correct for a in attempts]))
+            answers[op] = float(np.mean([a.answer_right for a in attempts]))
+            finished[op] = float(np.mean([a.finished for a in attempts]))
         for name, ops in (("id", self.ops_in), ("ood", self.ops_out)):
             if ops:
                 metrics[f"acc_{name}"] = float(np.mean([metrics[f"acc_op{op}"] for op in ops]))
                 metrics[f"answer_{name}"] = float(np.mean([answers[op] for op in ops]))
+                metrics[f"finished_{name}"] = float(np.mean([finished[op] for op in ops]))
         return metrics
 
-    def _solve_rates(self, model: ModelFns, problems: list[Problem], key: jax.Array) -> tuple[float, float]:
-        """(share of `problems` (each fitting eval_len) whose generated solution passes the checker, share whose final
-        answer is right); a solution that runs past eval_len without <eos> counts as wrong."""
+    def attempt(self, model: ModelFns, problems: list[Problem], key: jax.Array) -> list[Attempt]:
+        """The model's solution of each problem (prompt and solution must fit eval_len), sampled
+        in one batch (greedy at temperature 0), with the checker's verdict; a solution that runs
+        past eval_len without <eos> is unfinished and gets no verdict (it counts as wrong)."""
+        if model.sample is None:
+            raise DataError("iGSM evaluation generates solutions: it needs a decoder (model.kind = gpt)")
         prompts = [problem.prompt_ids()[0] for problem in problems]
         rows = np.full((len(problems), self.eval_len), self.pad_id, np.int32)
         for index, prompt in enumerate(prompts):
@@ -250,15 +260,30 @@ class IGSMTask:
         lengths = np.array([len(prompt) for prompt in prompts], np.int32)
         generated = np.asarray(model.sample(rows, lengths, key))
         tok = tokenizer()
-        solved = answered = 0
+        attempts = []
         for index, problem in enumerate(problems):
             continuation = generated[index, lengths[index]:].tolist()
-            if self.eos_id not in continuation:
-                continue
-            text = tok.decode(continuation[:continuation.index(self.eos_id)])
-            solved += check_solution(problem, text).correct
-            answered += text.endswith(f"The answer is {problem.answer}.")
-        return solved / len(problems), answered / len(problems)
+            finished = self.eos_id in continuation
+            if finished:
+                continuation = continuation[:continuation.index(self.eos_id)]
+            # A finished solution is checked exactly as written; an unfinished one is shown without padding.
+            text = tok.decode(continuation if finished else [token for token in continuation if token != self.pad_id])
+            verdict = check_solution(problem, text) if finished else None
+            attempts.append(Attempt(problem, text, finished, verdict,
+                                    finished and text.endswith(f"The answer is {problem.answer}.")))
+        return attempts
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One generated solution: its text (up to <eos>, or all of it when unfinished) and scores."""
+
+    problem: Problem
+    text: str
+    finished: bool  # ended with <eos> within eval_len
+    verdict: CheckResult | None  # the checker's, for finished solutions
+    answer_right: bool  # finished with "The answer is <the right answer>."
+
 
 def task_from_config(task: ml_collections.ConfigDict) -> IGSMTask:
     return IGSMTask(task)
