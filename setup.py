@@ -19,5 +19,5 @@ setup(
         "tensorboardX>=2.6",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3"]},
 )
