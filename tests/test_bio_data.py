@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lmphys.errors import ConfigError, DataError
-from lmphys.tasks import bio_data, bio_templates
+from lmphys.tasks import bio_data, bio_people, bio_templates
 from lmphys.tasks.bio_data import ATTRIBUTES, Augment
 
 TRICKY_CITY = "Washington D.C."  # ends with "." and so absorbs the sentence's period
@@ -53,8 +53,8 @@ def test_pools_ship_with_the_package():
     sizes = [len(pools.first_names), len(pools.middle_names), len(pools.last_names), len(pools.cities),
              len(pools.universities), len(pools.majors), len(pools.employers), len(pools.employer_cities)]
     assert sizes == [400, 400, 1000, 200, 300, 100, 263, 263]
-    assert os.path.commonpath([bio_data.DATA_DIR, os.path.dirname(bio_data.__file__)]) == os.path.dirname(bio_data.__file__)
-    assert os.path.exists(os.path.join(bio_data.DATA_DIR, "README.md"))
+    assert os.path.commonpath([bio_people.DATA_DIR, os.path.dirname(bio_people.__file__)]) == os.path.dirname(bio_people.__file__)
+    assert os.path.exists(os.path.join(bio_people.DATA_DIR, "README.md"))
     assert pools.employer_cities[pools.employers.index("Apple")] == "Cupertino, CA"
     assert all(len(set(values)) == len(values) for values in (pools.first_names, pools.last_names, pools.cities))
 
@@ -85,7 +85,7 @@ def test_names_stay_unique_up_to_every_combination(monkeypatch):
     full = bio_data.pools()
     small = dataclasses.replace(full, first_names=full.first_names[:2], middle_names=full.middle_names[:2],
                                 last_names=full.last_names[:3])
-    monkeypatch.setattr(bio_data, "pools", lambda: small)
+    monkeypatch.setattr(bio_people, "pools", lambda: small)
     people = bio_data.sample_people(0, 12)
     assert len({people.full_name(i) for i in range(12)}) == 12
     with pytest.raises(DataError, match="12"):
