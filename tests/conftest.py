@@ -13,8 +13,8 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
 
 # Many tests (and the scripts some of them start) compile the same tiny programs again; a compilation
 # cache on disk for this session turns the repeats into loads (the suite takes ~20% less time). It is
-# made fresh per session, inherited by test workers and subprocesses, and removed at the end by the
-# process that made it, so no test ever reads a program compiled by another version of the code.
+# made fresh per session (unless JAX_COMPILATION_CACHE_DIR is already set), inherited by test workers
+# and subprocesses, and removed at the end by the process that made it.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache_dir = tempfile.mkdtemp(prefix="lmphys-tests-xla-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
