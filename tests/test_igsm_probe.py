@@ -130,20 +130,30 @@ def problems():
     return [igsm.generate(seed, difficulty="small") for seed in range(48)]
 
 
-def test_a_model_that_cannot_see_the_prefix_scores_the_majority(problems):
-    """The identity model's hidden state at <probe_end> is that token's embedding on every row: no
-    task may beat always guessing the commonest class. A probe reading the wrong position (a prefix
-    token) or labels leaking into the input would."""
+def test_a_model_that_cannot_see_the_prefix_makes_one_guess_for_every_row(problems):
+    """The identity model's hidden state at <probe_end> is that token's embedding on every row, so
+    each layer's probe predicts one class for all rows: its accuracy is exactly the held-out share
+    of that class, whichever class it settles on. A probe reading the wrong position (a prefix
+    token) or labels leaking into the input would score other values."""
     graphdef, params = identity_gpt()
-    result = igsm_probe.v_probe(graphdef, params, problems, **FIT)
-    assert 0 < result["num_skipped"] < len(problems), "problems too long for max_len are left out, not cut"
-    assert result["num_problems"] + result["num_skipped"] == len(problems)
-    assert list(result["tasks"]) == list(igsm_probe.TASKS)
-    for task, scores in result["tasks"].items():
-        assert len(scores["accuracy"]) == 2 and scores["num_train"] > 0 and scores["num_test"] > 0
-        # one guess for every row; in 23 classes it may be another than the commonest training one
-        assert max(scores["accuracy"]) <= scores["majority"] + (0.05 if task == "value" else 1e-9), task
-    assert result["tasks"]["dep"]["majority"] == pytest.approx(0.5), "dep pairs are balanced"
+    rows, used = igsm_probe.probe_rows(problems, max_len=MAX_LEN)
+    assert 0 < len(used) < len(problems), "problems too long for max_len are left out, not cut"
+    half = len(used) // 2
+    for family, tasks in igsm_probe.FAMILIES.items():
+        family_rows = rows[family]
+        scores = igsm_probe.fit_family(graphdef, params, family_rows, used[:half], used[half:], rank=8,
+                                       key=jax.random.key(0), **FIT)
+        assert list(scores) == list(tasks)
+        test_rows = np.isin(family_rows.problem_N, used[half:])
+        for task, task_scores in scores.items():
+            labels = family_rows.labels[task][test_rows]
+            labels = labels[labels != igsm_probe.NOT_COUNTED]
+            shares = np.bincount(labels, minlength=igsm_probe.NUM_CLASSES[task]) / len(labels)
+            assert len(task_scores["accuracy"]) == 2 and task_scores["num_test"] == len(labels) > 0
+            for accuracy in task_scores["accuracy"]:
+                assert np.min(np.abs(shares - accuracy)) < 1e-9, (task, accuracy, shares)
+    pairs = rows["pair"].labels["dep"]
+    assert np.mean(pairs) == pytest.approx(0.5), "dep pairs are balanced"
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -194,6 +204,7 @@ def test_v_probe_run_compares_with_random_init_and_summarizes(monkeypatch):
     assert all(problem.difficulty == "small" and problem.template < 17 for problem in seen[0][1]), "training split"
     assert set(result) == {"summary", "trained", "random_init"}
     assert list(result["trained"]["tasks"]) == list(igsm_probe.TASKS)
+    assert result["trained"]["num_problems"] + result["trained"]["num_skipped"] == 24
     assert set(result["summary"]) == {f"vprobe_{task}_{kind}" for task in igsm_probe.TASKS
                                       for kind in ("last", "random", "majority")}
     assert result["summary"]["vprobe_nece_random"] == result["random_init"]["tasks"]["nece"]["accuracy"][-1]
