@@ -102,6 +102,13 @@ def eval_step(graphdef: nnx.GraphDef, params: dict, batch: Batch) -> Metrics:
     return loss_and_metrics(graphdef, params, batch, None)[1]
 
 
+def batch_at_step(make_batch: Callable[..., Batch], data_key: jax.Array, step: jax.Array | int, data: Any = None) -> Batch:
+    """Batch `step` of the data stream `data_key`, as the on-device train step makes it: the task's
+    `batch` on the key folded with the step (and the task's `data`, when it has some)."""
+    key = jax.random.fold_in(data_key, step)
+    return make_batch(key) if data is None else make_batch(key, data)
+
+
 def make_step_fn(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
@@ -159,8 +166,7 @@ def make_step_fn(
         task_data = jax.device_put(task_data, parallel.replicated(mesh))
 
     def one_model(state: TrainState, data_key: jax.Array, dropout_key: jax.Array, data: Any):
-        key = jax.random.fold_in(data_key, state["step"])
-        return update(state, make_batch(key) if data is None else make_batch(key, data), dropout_key)
+        return update(state, batch_at_step(make_batch, data_key, state["step"], data), dropout_key)
 
     def step_fn(states: TrainState, data_keys: jax.Array, dropout_keys: jax.Array, data: Any):
         return jax.vmap(one_model, in_axes=(0, 0, 0, None), spmd_axis_name="models")(states, data_keys, dropout_keys, data)
