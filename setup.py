@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Synthetic worlds, small transformers and probes for the Physics of Language Models series.",
     packages=find_packages(include=["lmphys", "lmphys.*"]),
-    package_data={"lmphys.tasks": ["data/*/*.json", "data/*/*.txt", "data/*/*.md"]},
+    package_data={"lmphys.worlds": ["*/data/*"]},  # each world's shipped tables, lists and their licenses
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.2",

@@ -25,9 +25,8 @@ import ml_collections
 
 from lmphys import parallel
 from lmphys.models import transformer
-from lmphys.tasks.base import Batch
-from lmphys.train import optim, stack
-from lmphys.train import step as step_lib
+from lmphys.train import host_data, optim, runs, stack, step as step_lib
+from lmphys.worlds.base import Batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +172,8 @@ def measure_step(shape: PerfShape, levers: Levers, steps: int = 10, device: jax.
     model_cfg = model_config(shape, levers)
     optim_cfg = _optim_config()
     optimizer = optim.make_optimizer(optim_cfg)
-    graphdef, _ = step_lib.init_model(model_cfg, jax.random.key(0))
-    states = [step_lib.init_state(step_lib.init_model(model_cfg, jax.random.key(seed))[1], optimizer, optim_cfg)
+    graphdef, _ = transformer.init_model(model_cfg, jax.random.key(0))
+    states = [step_lib.init_state(transformer.init_model(model_cfg, jax.random.key(seed))[1], optimizer, optim_cfg)
               for seed in range(shape.num_models)]
     mesh = parallel.make_mesh(_parallel_config(), shape.num_models, [device])
     state = parallel.shard_state(mesh, stack.stack(states))
@@ -273,11 +272,9 @@ def _timed_steps(run_step, steps: int) -> float:
 def measure_data_path(config: ml_collections.ConfigDict, steps: int = 10) -> DataPathReport:
     """Time a config's training step fed by its world's data pipeline against the same step on a
     fixed batch (one model, the config's device mesh reduced to the first device)."""
-    from lmphys.train import host_data, loop  # the loop imports every world; only needed here
-
-    task = loop.TASK_BUILDERS[config.task.name](config.task)
+    task = runs.build_task(config)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
     optimizer = optim.make_optimizer(config.optim)
     mesh = parallel.make_mesh(_parallel_config(), 1, jax.local_devices()[:1])
     state = parallel.shard_state(mesh, stack.stack([step_lib.init_state(params, optimizer, config.optim)]))

@@ -9,7 +9,7 @@ training positions' statistics, an affine map that leaves the set of linear prob
 lets one learning rate suit every layer.
 
 Probes that train a low-rank update of the input embeddings along with their heads (P/Q-probing of
-Part 3.1 in bio_probe, V-probing of Part 2.1 in igsm_probe) share the pieces at the end: the update
+Part 3.1 in worlds/bio/probes.py, V-probing of Part 2.1 in worlds/igsm/vprobe.py) share the pieces at the end: the update
 E' = E + A @ B, its zero-start initialisation, the forward pass through the updated model, and the
 floored standardisation of the frozen model's features.
 """

@@ -432,7 +432,7 @@ def _setting_order(group: Row, keys: list[str]) -> tuple:
 
 def _max_train_op(rows: list[Row], sweep_dir: str, difficulty: str | None) -> int | None:
     """The largest training op of the sweep's iGSM difficulty (None when it is unknown)."""
-    from lmphys.tasks.igsm_world import DIFFICULTIES
+    from lmphys.worlds.igsm import DIFFICULTIES  # on use: only iGSM sweeps draw accuracy by op
 
     if difficulty is None:
         for row in rows:

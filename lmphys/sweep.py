@@ -3,7 +3,7 @@ own workdir.
 
 A sweep config (configs/sweeps/*.py) holds a complete run config as `base`, a `grid` that mirrors
 the config's layout with a list of values per swept field, the post-training `analyses` to run on
-each trial, and optionally `max_models_per_job` (default 8) and `cases`: settings of several fields
+each trial (names from its world's ANALYSES, e.g. "structure" for cfg), and optionally `max_models_per_job` (default 8) and `cases`: settings of several fields
 that only go together (model shapes as (num_layers, num_heads, width), a retry kind with its rate),
 a list of dicts that mirror the config's layout with one value per field. Each case is combined
 with every point of the grid; its fields come first in the trial id ('num_layers=4,num_heads=21,
@@ -38,9 +38,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
-from lmphys import config as config_lib, parallel
+from lmphys import parallel, worlds
 from lmphys.errors import ConfigError, LmphysError
-from lmphys.train import loop, metrics, stack, step as step_lib
+from lmphys.train import loop, metrics, run_config, runs, stack
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
@@ -151,7 +151,7 @@ def plan(sweep: ml_collections.ConfigDict) -> list[Job]:
     for trial in expand(sweep.grid, sweep.get("cases", ())):
         config = trial.config(sweep.base, sweep.workdir)
         try:
-            config_lib.validate(config)
+            run_config.validate(config)
             key = stack.shape_key(config)
         except LmphysError:
             key = "invalid:" + trial.trial_id  # alone, so that its error names only itself
@@ -168,39 +168,15 @@ def _write_json(path: str, payload: dict) -> None:
     os.replace(temporary, path)
 
 
-Analysis = Callable[[ml_collections.ConfigDict, loop.RunSummary], dict]
-
-
-def _structure_analysis(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
-    from lmphys import cfg_structure  # imported on use: it pulls in probes and the model zoo
-
-    return cfg_structure.analyze_run(config, step_lib.model_params(summary.state))
-
-
-def _capacity_analysis(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
-    from lmphys import bio_analysis
-
-    return bio_analysis.capacity_analysis(config, step_lib.model_params(summary.state))
-
-
-def _knowledge_probes(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
-    from lmphys import bio_analysis
-
-    return bio_analysis.probe_analysis(config, step_lib.model_params(summary.state))
-
-
-def _reasoning_probes(config: ml_collections.ConfigDict, summary: loop.RunSummary) -> dict:
-    from lmphys import igsm_probe
-
-    return igsm_probe.analyze_run(config, step_lib.model_params(summary.state))
-
-
-ANALYSES: dict[str, Analysis] = {
-    "structure": _structure_analysis,  # Part 1: CFG structure probes and attention
-    "capacity": _capacity_analysis,  # Part 3.3: bits of knowledge per parameter
-    "knowledge_probes": _knowledge_probes,  # Part 3.1: P- and Q-probing
-    "reasoning_probes": _reasoning_probes,  # Part 2.1: V-probing of the iGSM reasoning
-}
+def _analyses(sweep: ml_collections.ConfigDict) -> dict[str, Callable[..., dict]]:
+    """The sweep's `analyses` (names the base config's world offers), name -> fn(task, graphdef, params)."""
+    world_name = sweep.base.task.name
+    offered = worlds.world(world_name).ANALYSES
+    unknown = [name for name in sweep.analyses if name not in offered]
+    if unknown:
+        raise ConfigError(f"analyses = {list(sweep.analyses)!r} is invalid: the {world_name} world offers "
+                          f"{', '.join(offered) or 'none'}")
+    return {name: offered[name] for name in sweep.analyses}
 
 
 def trial_status(workdir: str, trial: Trial) -> str:
@@ -263,9 +239,7 @@ def run_sweep(
 ) -> dict[str, str]:
     """Run the unfinished trials of this process's share of the jobs; return {trial_id: state}
     for those trials (done, failed or stopped)."""
-    unknown = [name for name in sweep.analyses if name not in ANALYSES]
-    if unknown:
-        raise ConfigError(f"analyses = {list(sweep.analyses)!r} is invalid: each must be one of {', '.join(ANALYSES)}")
+    analyses = _analyses(sweep)
     if not 0 <= job_index < num_jobs:
         raise ConfigError(f"job_index = {job_index} is invalid: it must lie in [0, num_jobs = {num_jobs})")
     workdir = os.path.abspath(sweep.workdir)
@@ -294,7 +268,7 @@ def run_sweep(
                 started = time.perf_counter()
                 board.update(job, {t.trial_id: "running" for t in job.trials if status[t.trial_id] != "done"})
                 prefix = f"[job {job.index}]    " if parallel_jobs > 1 else "    "
-                outcome = _run_job(job, sweep, devices, stop, lambda line: log(prefix + line))
+                outcome = _run_job(job, sweep, analyses, devices, stop, lambda line: log(prefix + line))
                 board.update(job, outcome, time.perf_counter() - started)
             finally:
                 free_slices.put(devices)
@@ -310,7 +284,7 @@ def run_sweep(
     return final
 
 
-def _run_job(job: Job, sweep, devices, stop, log) -> dict[str, str]:
+def _run_job(job: Job, sweep, analyses, devices, stop, log) -> dict[str, str]:
     """Train the job's unfinished trials stacked, then record each one's result or error."""
     trials = [trial for trial in job.trials if trial_status(sweep.workdir, trial) != "done"]
     configs = [trial.config(sweep.base, sweep.workdir) for trial in trials]
@@ -334,7 +308,7 @@ def _run_job(job: Job, sweep, devices, stop, log) -> dict[str, str]:
         elif summary.stopped_early:
             outcome[trial.trial_id] = "interrupted"
         else:
-            outcome[trial.trial_id] = _record_result(trial, config, summary, sweep.analyses, log)
+            outcome[trial.trial_id] = _record_result(trial, config, summary, analyses, log)
     return outcome
 
 
@@ -347,15 +321,17 @@ def _record_failure(config: ml_collections.ConfigDict, error: str, log) -> str:
     return "failed"
 
 
-def _record_result(trial: Trial, config, summary: loop.RunSummary, analyses: Iterable[str], log) -> str:
+def _record_result(trial: Trial, config, summary: loop.RunSummary, analyses: dict[str, Callable[..., dict]],
+                   log) -> str:
     try:
+        run = runs.trained_from_state(config, summary.state) if analyses else None
         result = {
             "trial_id": trial.trial_id,
             "overrides": dict(trial.overrides),
             "steps": summary.steps,
             "final_loss": summary.final_loss,
             "eval": summary.eval_metrics,
-            "analyses": {name: ANALYSES[name](config, summary) for name in analyses},
+            "analyses": {name: analyse(run.task, run.graphdef, run.params) for name, analyse in analyses.items()},
         }
     except Exception:
         return _record_failure(config, traceback.format_exc(), log)

@@ -30,9 +30,9 @@ from absl import app, flags
 from lmphys import parallel, perf
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
-from lmphys.tasks import cfg, cfg_speed
-from lmphys.tasks import bio_data, igsm
 from lmphys.train import metrics, optim, stack, step as step_lib
+from lmphys.worlds import bio, cfg, igsm
+from lmphys.worlds.cfg.speed import bench_accepts, bench_sample
 
 # perf lever variants: the best settings with one thing changed
 _LEVER_VARIANTS = {
@@ -79,8 +79,8 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def bench_cfg(grammar_name: str, repeats: int) -> list[tuple[str, str, str]]:
-    sampled = cfg_speed.bench_sample(grammar_name, n=16384, repeats=repeats)
-    parsed = cfg_speed.bench_accepts(grammar_name, n=4096, repeats=max(1, repeats // 2))
+    sampled = bench_sample(grammar_name, n=16384, repeats=repeats)
+    parsed = bench_accepts(grammar_name, n=4096, repeats=max(1, repeats // 2))
     return [
         (f"cfg.sample {grammar_name}, n=16384 per call", f"{sampled['tokens_per_s'] / 1e6:.1f}M tokens/s",
          f"{sampled['strings_per_s']:,.0f} strings/s, mean length {sampled['mean_len']:.0f}"),
@@ -92,7 +92,7 @@ def bench_cfg(grammar_name: str, repeats: int) -> list[tuple[str, str, str]]:
 def _setup_model(config):
     task = cfg.task_from_config(config.task)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
     return task, model_cfg, graphdef, params
 
 
@@ -101,7 +101,7 @@ def _time_steps(config, num_models: int, repeats: int) -> tuple[float, float, tr
     shape (seeds 0..K-1) on one device, data made on device inside the step."""
     task, model_cfg, graphdef, _ = _setup_model(config)
     optimizer = optim.make_optimizer(config.optim)
-    states = [step_lib.init_state(step_lib.init_model(model_cfg, jax.random.key(seed))[1], optimizer, config.optim)
+    states = [step_lib.init_state(transformer.init_model(model_cfg, jax.random.key(seed))[1], optimizer, config.optim)
               for seed in range(num_models)]
     mesh = parallel.make_mesh(config.parallel, num_models, jax.devices()[:1])
     state = parallel.shard_state(mesh, stack.stack(states))
@@ -164,20 +164,20 @@ def bench_generate(config, repeats: int) -> list[tuple[str, str, str]]:
 def bench_bio(repeats: int, num_people: int = 100_000) -> list[tuple[str, str, str]]:
     """The Part 3.1 data on the host: people, multi5 + permute biographies (tokenized), QA tokens.
     The first call also builds the vocabulary and the pre-tokenized template and value pieces."""
-    augment = bio_data.Augment(multi=5, permute=True)
+    augment = bio.Augment(multi=5, permute=True)
 
     def run_once() -> tuple[float, float, float, int]:
         started = time.perf_counter()
-        people = bio_data.sample_people(0, num_people)
+        people = bio.sample_people(0, num_people)
         sampled = time.perf_counter()
-        documents = bio_data.biographies(people, seed=0, augment=augment)
+        documents = bio.biographies(people, seed=0, augment=augment)
         rendered = time.perf_counter()
-        bio_data.qa_tokens(people)
+        bio.qa_tokens(people)
         return sampled - started, rendered - sampled, time.perf_counter() - rendered, len(documents.tokens)
 
     started = time.perf_counter()
-    bio_data.tokenizer()
-    bio_data.biographies(bio_data.sample_people(0, 1), seed=0)
+    bio.tokenizer()
+    bio.biographies(bio.sample_people(0, 1), seed=0)
     setup = time.perf_counter() - started
     runs = [run_once() for _ in range(max(1, repeats))]
     sample_s, render_s, qa_s = (min(run[column] for run in runs) for column in range(3))

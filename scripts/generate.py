@@ -17,8 +17,8 @@ from absl import app, flags
 
 from lmphys import cli
 from lmphys.errors import DataError
-from lmphys.tasks import igsm
-from lmphys.train import loop
+from lmphys.train import runs
+from lmphys.worlds import igsm
 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.")
 _COUNT = flags.DEFINE_integer("count", 2, "How many problems.")
@@ -62,11 +62,11 @@ def _print_model_solutions(workdir: str) -> None:
     cli.quiet_library_logs()
     if _COUNT.value < 1:
         raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
-    run = loop.load_trained(workdir)
+    run = runs.load_trained(workdir)
     if run.config.task.name != "igsm":
         raise DataError(f"{workdir} trained on the {run.config.task.name} task, not igsm")
     task = run.task
-    model = loop.make_model_fns(run.graphdef, run.config, task)(run.params)
+    model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
     problems, seeds, too_long = [], [], 0
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
         problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value)

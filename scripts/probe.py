@@ -19,7 +19,7 @@ import os
 from absl import app, flags
 
 from lmphys import cli
-from lmphys.train import loop
+from lmphys.train import runs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's workdir.", required=True)
 _STRINGS = flags.DEFINE_integer("num_strings", 256, "CFG runs: held-out strings to probe on.")
@@ -28,9 +28,9 @@ _PROBLEMS = flags.DEFINE_integer("num_problems", 200, "iGSM runs: problems to V-
 
 
 def _structure(run) -> dict:
-    from lmphys import cfg_structure
+    from lmphys.worlds.cfg import structure
 
-    result = cfg_structure.analyze_run(run.config, run.params, num_strings=_STRINGS.value)
+    result = structure.analyze_run(run.task, run.graphdef, run.params, num_strings=_STRINGS.value)
     print("| measure | trained | random init |\n|---|---|---|")
     summary = result["summary"]
     for name, value in summary.items():
@@ -40,28 +40,28 @@ def _structure(run) -> dict:
 
 
 def _knowledge(run) -> dict:
-    from lmphys import bio_analysis
+    from lmphys.worlds.bio import capacity, probes
 
     result = {}
     if "probes" in _ANALYSES.value:
-        result["probes"] = bio_analysis.probe_analysis(run.config, run.params)
+        result["probes"] = probes.analyze_run(run.task, run.graphdef, run.params)
         print("| probe | trained | random init |\n|---|---|---|")
         summary = result["probes"]["summary"]
         for name, value in summary.items():
             if not name.endswith("_random_init"):
                 print(f"| {name} | {value:.3f} | {summary.get(name + '_random_init', float('nan')):.3f} |")
     if "capacity" in _ANALYSES.value and run.config.model.kind == "gpt":
-        result["capacity"] = capacity = bio_analysis.capacity_analysis(run.config, run.params)
-        print(f"\n{capacity['params']:,} parameters\n\n| weights | bits of knowledge | bits per parameter |\n|---|---|---|")
+        result["capacity"] = bits = capacity.analyze_run(run.task, run.graphdef, run.params)
+        print(f"\n{bits['params']:,} parameters\n\n| weights | bits of knowledge | bits per parameter |\n|---|---|---|")
         for label in ("fp32", "int8", "int4"):
-            print(f"| {label} | {capacity[label]['total']:,.0f} | {capacity['bits_per_param_' + label]:.3f} |")
+            print(f"| {label} | {bits[label]['total']:,.0f} | {bits['bits_per_param_' + label]:.3f} |")
     return result
 
 
 def _reasoning(run) -> dict:
-    from lmphys import igsm_probe
+    from lmphys.worlds.igsm import vprobe
 
-    result = igsm_probe.analyze_run(run.config, run.params, num_problems=_PROBLEMS.value)
+    result = vprobe.analyze_run(run.task, run.graphdef, run.params, num_problems=_PROBLEMS.value)
     trained, random_init = result["trained"], result["random_init"]
     print(f"{trained['num_problems']} problems ({trained['num_skipped']} too long for model.max_len)\n")
     print("| task | majority | trained, per layer | random init, last layer |\n|---|---|---|---|")
@@ -76,7 +76,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     cli.quiet_library_logs()
     with cli.user_errors():
-        run = loop.load_trained(_WORKDIR.value)
+        run = runs.load_trained(_WORKDIR.value)
         print(f"{_WORKDIR.value} at step {run.step}:\n")
         analyses = {"bio": (_knowledge, "knowledge.json"), "igsm": (_reasoning, "reasoning.json")}
         analyse, filename = analyses.get(run.config.task.name, (_structure, "structure.json"))

@@ -10,9 +10,12 @@ import pytest
 
 from lmphys import config as config_lib
 from lmphys.errors import ConfigError
-from lmphys.tasks import bio, bio_manip, bio_pack
-from lmphys.tasks.base import ModelFns
-from lmphys.train import lora, loop, step as step_lib
+from lmphys.models import transformer
+from lmphys.train import loop, lora, run_config, runs, step as step_lib
+from lmphys.worlds import bio
+from lmphys.worlds.base import ModelFns
+from lmphys.worlds.bio import pack
+from lmphys.worlds.bio.manipulation import manipulation_pairs
 
 
 def _task_config(**changes) -> ml_collections.ConfigDict:
@@ -24,10 +27,10 @@ def _task_config(**changes) -> ml_collections.ConfigDict:
 
 
 def test_packing_keeps_documents_whole_and_targets_only_answers():
-    flat, offsets, loss_from = bio_pack.concat_documents(
+    flat, offsets, loss_from = pack.concat_documents(
         [(np.array([10, 11]), np.array([20, 21, 22])), (np.array([12]), np.array([23])), (np.array([13, 14, 15]), np.array([24]))]
     )
-    rows = bio_pack.pack(flat, offsets, seq_len=9, seed=0, bos_id=1, eos_id=2, pad_id=0, loss_from=loss_from)
+    rows = pack.pack(flat, offsets, seq_len=9, seed=0, bos_id=1, eos_id=2, pad_id=0, loss_from=loss_from)
     assert rows.tokens.shape[1] == 10
     found = []
     for tokens, targets in zip(rows.tokens, rows.is_target):
@@ -41,14 +44,14 @@ def test_packing_keeps_documents_whole_and_targets_only_answers():
         assert not targets[tokens == 0].any()
     assert sorted(found) == sorted([[10, 11, 20, 21, 22], [12, 23], [13, 14, 15, 24]])
     with pytest.raises(ConfigError, match="task.seq_len = 4 is too short"):
-        bio_pack.pack(flat, offsets, seq_len=4, seed=0, bos_id=1, eos_id=2, pad_id=0)
+        pack.pack(flat, offsets, seq_len=4, seed=0, bos_id=1, eos_id=2, pad_id=0)
 
 
 def test_rows_are_drawn_with_the_configured_shares():
-    pools = [bio_pack.Rows(np.full((3, 5), 7, np.int32), np.ones((3, 5), bool)),
-             bio_pack.Rows(np.full((2, 5), 9, np.int32), np.ones((2, 5), bool))]
-    data = bio_pack.device_data(pools)
-    tokens, _ = bio_pack.draw_rows(jax.random.key(0), data, (0.2, 0.8), 4000)
+    pools = [pack.Rows(np.full((3, 5), 7, np.int32), np.ones((3, 5), bool)),
+             pack.Rows(np.full((2, 5), 9, np.int32), np.ones((2, 5), bool))]
+    data = pack.device_data(pools)
+    tokens, _ = pack.draw_rows(jax.random.key(0), data, (0.2, 0.8), 4000)
     share = float((np.asarray(tokens)[:, 0] == 9).mean())
     assert abs(share - 0.8) < 0.03
 
@@ -72,7 +75,7 @@ def test_exposures_set_the_number_of_steps():
     task = bio.BioTask(_task_config(exposures=50, augmentation="multi5"))
     steps = task.train_steps(7)
     # Draw every batch of the run: the biographies seen, over the people, is the exposure count.
-    tokens, _ = bio_pack.draw_rows(jax.random.key(0), task.data, task.shares, steps * task.batch_size)
+    tokens, _ = pack.draw_rows(jax.random.key(0), task.data, task.shares, steps * task.batch_size)
     biographies_seen = int((np.asarray(tokens) == task.bos_id).sum())
     assert biographies_seen / 40 == pytest.approx(50, rel=0.05)
     assert bio.BioTask(_task_config()).train_steps(7) == 7
@@ -82,20 +85,20 @@ def test_bad_task_fields_are_named():
     config = config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", "small.py"))
     config.task.augmentation = "multi7"
     with pytest.raises(ConfigError, match="task.augmentation = 'multi7' is invalid"):
-        config_lib.validate(config)
+        run_config.validate(config)
     config.task.augmentation = "single"
     config.task.qa_fraction = 0.5
     config.task.junk_fraction = 0.7
     with pytest.raises(ConfigError, match="task.junk_fraction"):
-        config_lib.validate(config)
+        run_config.validate(config)
     config.task.junk_fraction = 0.0
     config.lora.embedding_rank = 4
     with pytest.raises(ConfigError, match="set init_from"):
-        config_lib.validate(config)
+        run_config.validate(config)
 
 
 def test_lora_starts_at_the_base_model_and_adds_low_rank_updates():
-    params = step_lib.init_model(_tiny_model_cfg(), jax.random.key(0))[1]
+    params = transformer.init_model(_tiny_model_cfg(), jax.random.key(0))[1]
     factors = lora.init(params, jax.random.key(1), embedding_rank=2, attention_rank=3)
     merged = lora.merge(params, factors)
     for a, b in zip(jax.tree.leaves(merged), jax.tree.leaves(params)):
@@ -110,13 +113,11 @@ def test_lora_starts_at_the_base_model_and_adds_low_rank_updates():
     assert np.linalg.matrix_rank(qkv_delta[0, :, :width], tol=1e-5) == 3  # query
     np.testing.assert_array_equal(qkv_delta[:, :, width:2 * width], 0)  # keys untouched
     assert np.linalg.matrix_rank(qkv_delta[0, :, 2 * width:], tol=1e-5) == 3  # value
-    fresh = step_lib.init_model(_tiny_model_cfg(), jax.random.key(0))[1]
+    fresh = transformer.init_model(_tiny_model_cfg(), jax.random.key(0))[1]
     np.testing.assert_array_equal(np.asarray(params["token_embed"]["embedding"]), np.asarray(fresh["token_embed"]["embedding"]))
 
 
 def _tiny_model_cfg():
-    from lmphys.models import transformer
-
     config = _run_config("/unused")
     return transformer.ModelConfig.from_config(config.model, vocab_size=bio.tokenizer().vocab_size)
 
@@ -156,7 +157,7 @@ def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path
     for a, b in zip(jax.tree.leaves(state["frozen"]), jax.tree.leaves(pretrained.state["params"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert float(jnp.abs(state["params"]["embedding"][1]).sum()) > 0  # B moved off zero
-    restored = loop.load_trained(str(tmp_path / "tune"))
+    restored = runs.load_trained(str(tmp_path / "tune"))
     expected = step_lib.model_params(jax.device_get(state))
     for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
@@ -172,7 +173,7 @@ def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path
     ("capacity.py", "bios,1000,junk_domain"), ("capacity.py", "biod,100"),
 ])
 def test_every_knowledge_config_argument_is_valid(file, arg):
-    config_lib.validate(config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), arg))
+    run_config.validate(config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), arg))
     with pytest.raises(ConfigError, match="is invalid"):
         config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), "nonsense,1")
 
@@ -184,15 +185,15 @@ def test_junk_rows_are_mixed_in_and_only_useful_biographies_carry_the_domain_tok
     after_bos = useful.tokens[:, 1:][useful.tokens[:, :-1] == task.bos_id]
     assert (after_bos == useful_id).all()
     assert not (junk.tokens == useful_id).any() and not useful.is_target[useful.tokens == useful_id].any()
-    tokens, _ = bio_pack.draw_rows(jax.random.key(1), task.data, task.shares, 2000)
+    tokens, _ = pack.draw_rows(jax.random.key(1), task.data, task.shares, 2000)
     assert abs(float((np.asarray(tokens) == useful_id).any(axis=1).mean()) - 0.5) < 0.05
 
 
 def test_each_document_is_packed_after_many_different_neighbours():
     # 30 one-token documents; one packing always puts document 5 after the same neighbour
     flat, offsets = np.arange(10, 40, dtype=np.int32), np.arange(31)
-    one = len(bio_pack.pack(flat, offsets, seq_len=11, seed=0, bos_id=1, eos_id=2, pad_id=0))
-    rows, per_packing = bio_pack.pack_several(flat, offsets, budget_tokens=8 * one * 12, most=64, seed=3, seq_len=11,
+    one = len(pack.pack(flat, offsets, seq_len=11, seed=0, bos_id=1, eos_id=2, pad_id=0))
+    rows, per_packing = pack.pack_several(flat, offsets, budget_tokens=8 * one * 12, most=64, seed=3, seq_len=11,
                                               bos_id=1, eos_id=2, pad_id=0)
     assert per_packing == one and len(rows) == 8 * one  # the budget holds exactly 8 packings
     before = set()
@@ -233,7 +234,7 @@ def test_qa_evaluation_scores_a_perfect_model_1_and_a_wrong_one_0(kind, cot):
     else:
         table = {}
         for half in task._eval_sets.values():  # the people the evaluation asks about
-            for pair in bio_manip.manipulation_pairs(task.people, kind, half, task.config.world_seed + 1, cot):
+            for pair in manipulation_pairs(task.people, kind, half, task.config.world_seed + 1, cot):
                 table[tuple(tok.encode(pair.question))] = tok.encode(pair.answer)
     right = task.evaluate(ModelFns(sample=_oracle(table, task.eos_id), log_probs=None), jax.random.key(0))
     wrong = task.evaluate(ModelFns(sample=_oracle(table, task.eos_id, wrong=True), log_probs=None), jax.random.key(0))

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from lmphys.errors import ConfigError, DataError
-from lmphys.tasks import bio_data, bio_people, bio_templates
-from lmphys.tasks.bio_data import ATTRIBUTES, Augment
+from lmphys.worlds import bio
+from lmphys.worlds.bio.people import ATTRIBUTES
+from lmphys.worlds.bio.templates import BIOGRAPHY_TEMPLATES, vocabulary_words
+from lmphys.worlds.bio.text import Augment
 
 TRICKY_CITY = "Washington D.C."  # ends with "." and so absorbs the sentence's period
 TRICKY_EMPLOYERS = ("Caterpillar Inc.", "Ben & Jerry's", "Dunkin' Donuts", "eBay", "Yum! Brands", "AT&T")
@@ -16,12 +18,12 @@ TRICKY_EMPLOYERS = ("Caterpillar Inc.", "Ben & Jerry's", "Dunkin' Donuts", "eBay
 
 @pytest.fixture(scope="module")
 def people():
-    return bio_data.sample_people(seed=3, n=600)
+    return bio.sample_people(seed=3, n=600)
 
 
-def tricky(people: bio_data.People) -> bio_data.People:
+def tricky(people: bio.People) -> bio.People:
     """The same people with the values that stress the word rule and the period rule."""
-    pools = bio_data.pools()
+    pools = bio.people.pools()
     n = len(people)
     employers = np.array([pools.employers.index(name) for name in TRICKY_EMPLOYERS])
     university = pools.universities.index("University of Puerto Rico at Mayagüez")
@@ -37,7 +39,7 @@ def reference_text(people, person: int, templates, order, fullname: bool) -> str
     """The biography rendered with str.format, independently of the token assembly."""
     sentences = []
     for position, attribute in enumerate(order):
-        template = bio_templates.BIOGRAPHY_TEMPLATES[attribute][templates[attribute]]
+        template = BIOGRAPHY_TEMPLATES[attribute][templates[attribute]]
         if fullname or position == 0:
             subject = people.full_name(person)
         else:
@@ -49,12 +51,12 @@ def reference_text(people, person: int, templates, order, fullname: bool) -> str
 
 
 def test_pools_ship_with_the_package():
-    pools = bio_data.pools()
+    pools = bio.people.pools()
     sizes = [len(pools.first_names), len(pools.middle_names), len(pools.last_names), len(pools.cities),
              len(pools.universities), len(pools.majors), len(pools.employers), len(pools.employer_cities)]
     assert sizes == [400, 400, 1000, 200, 300, 100, 263, 263]
-    assert os.path.commonpath([bio_people.DATA_DIR, os.path.dirname(bio_people.__file__)]) == os.path.dirname(bio_people.__file__)
-    assert os.path.exists(os.path.join(bio_people.DATA_DIR, "README.md"))
+    assert os.path.commonpath([bio.people.DATA_DIR, os.path.dirname(bio.people.__file__)]) == os.path.dirname(bio.people.__file__)
+    assert os.path.exists(os.path.join(bio.people.DATA_DIR, "README.md"))
     assert pools.employer_cities[pools.employers.index("Apple")] == "Cupertino, CA"
     assert all(len(set(values)) == len(values) for values in (pools.first_names, pools.last_names, pools.cities))
 
@@ -63,10 +65,10 @@ def test_sample_people_unique_deterministic_and_in_range(people):
     names = set(zip(people.first.tolist(), people.middle.tolist(), people.last.tolist()))
     assert len(names) == len(people) == 600
     assert len({people.full_name(i) for i in range(len(people))}) == 600
-    again = bio_data.sample_people(seed=3, n=600)
+    again = bio.sample_people(seed=3, n=600)
     for field in dataclasses.fields(people):
         np.testing.assert_array_equal(getattr(people, field.name), getattr(again, field.name))
-    other = bio_data.sample_people(seed=4, n=600)
+    other = bio.sample_people(seed=4, n=600)
     assert not np.array_equal(people.first, other.first)
     assert people.birth_year.min() >= 1900 and people.birth_year.max() <= 2099
     assert set(people.birth_month.tolist()) == set(range(1, 13))
@@ -82,27 +84,27 @@ def test_sample_people_unique_deterministic_and_in_range(people):
 
 def test_names_stay_unique_up_to_every_combination(monkeypatch):
     """With pools of 2 x 2 x 3 names, 12 people use every full name exactly once; 13 is impossible."""
-    full = bio_data.pools()
+    full = bio.people.pools()
     small = dataclasses.replace(full, first_names=full.first_names[:2], middle_names=full.middle_names[:2],
                                 last_names=full.last_names[:3])
-    monkeypatch.setattr(bio_people, "pools", lambda: small)
-    people = bio_data.sample_people(0, 12)
+    monkeypatch.setattr(bio.people, "pools", lambda: small)
+    people = bio.sample_people(0, 12)
     assert len({people.full_name(i) for i in range(12)}) == 12
     with pytest.raises(DataError, match="12"):
-        bio_data.sample_people(0, 13)
+        bio.sample_people(0, 13)
 
 
 def test_impossible_people_count_is_a_data_error():
     with pytest.raises(DataError, match="160,000,000"):
-        bio_data.sample_people(0, 400 * 400 * 1000 + 1)
+        bio.sample_people(0, 400 * 400 * 1000 + 1)
     with pytest.raises(DataError):
-        bio_data.sample_people(0, -1)
-    assert len(bio_data.sample_people(0, 0)) == 0
+        bio.sample_people(0, -1)
+    assert len(bio.sample_people(0, 0)) == 0
 
 
 def test_label_inverts_value(people):
     assert people.value(0, "birth_date") == (
-        f"{bio_data.MONTHS[people.birth_month[0] - 1]} {people.birth_day[0]}, {people.birth_year[0]}")
+        f"{bio.people.MONTHS[people.birth_month[0] - 1]} {people.birth_day[0]}, {people.birth_year[0]}")
     for attribute in ATTRIBUTES:
         labels = people.labels(attribute)
         value_of_label = {}
@@ -111,12 +113,12 @@ def test_label_inverts_value(people):
             assert people.label(i, attribute) == labels[i]
             assert value_of_label.setdefault(int(labels[i]), value) == value  # a label means one value
         assert len(set(value_of_label.values())) == len(value_of_label)  # and distinct values get distinct labels
-        assert labels.min() >= 0 and labels.max() < bio_data.num_classes(attribute)
+        assert labels.min() >= 0 and labels.max() < bio.people.num_classes(attribute)
     i = 0
     expected = (people.birth_year[i] - 1900) * 336 + (people.birth_month[i] - 1) * 28 + people.birth_day[i] - 1
     assert people.label(i, "birth_date") == expected
     # Employers with the same headquarters share the employer_city class.
-    pools = bio_data.pools()
+    pools = bio.people.pools()
     same_city = people.subset([0, 0])
     same_city = dataclasses.replace(same_city, employer=np.array([pools.employers.index("IBM"), pools.employers.index("Pfizer")]))
     assert same_city.value(0, "employer_city") == "Armonk, NY" and same_city.value(1, "employer_city") == "New York, NY"
@@ -130,9 +132,9 @@ def test_label_inverts_value(people):
                                      Augment(multi=2, permute=True, fresh_templates=False)])
 def test_every_biography_states_all_six_values(people, augment):
     people = tricky(people)
-    tok = bio_data.tokenizer()
+    tok = bio.tokenizer()
     persons = np.arange(0, len(people), 7)
-    docs = bio_data.biographies(people, seed=1, augment=augment, persons=persons)
+    docs = bio.biographies(people, seed=1, augment=augment, persons=persons)
     assert len(docs) == len(persons) * augment.multi
     assert docs.tokens.dtype == np.int32 and docs.offsets.dtype == np.int64 and docs.person.dtype == np.int32
     assert docs.value_spans.dtype == docs.name_spans.dtype == docs.pronoun_positions.dtype == np.int32
@@ -159,32 +161,32 @@ def test_text_follows_the_rendering_plan(people):
     people = tricky(people)
     augment = Augment(multi=2, permute=True)
     persons = np.arange(0, len(people), 11)
-    docs = bio_data.biographies(people, seed=5, augment=augment, persons=persons)
-    person, templates, order = bio_data.rendering_plan(5, persons, augment)
+    docs = bio.biographies(people, seed=5, augment=augment, persons=persons)
+    person, templates, order = bio.text.rendering_plan(5, persons, augment)
     np.testing.assert_array_equal(person, docs.person)
     for d in range(len(docs)):
         assert docs.text(d) == reference_text(people, int(person[d]), templates[d], order[d], False)
-    fullname = bio_data.biographies(people, seed=5, augment=Augment(fullname=True), persons=persons[:5])
-    _, templates, order = bio_data.rendering_plan(5, persons[:5], Augment(fullname=True))
+    fullname = bio.biographies(people, seed=5, augment=Augment(fullname=True), persons=persons[:5])
+    _, templates, order = bio.text.rendering_plan(5, persons[:5], Augment(fullname=True))
     for d in range(5):
         assert fullname.text(d) == reference_text(people, int(persons[d]), templates[d], order[d], True)
 
 
 def test_every_template_is_used_and_grammatical(people):
-    assert all(len(templates) >= 40 for templates in bio_templates.BIOGRAPHY_TEMPLATES)
-    assert all(len(set(templates)) == len(templates) for templates in bio_templates.BIOGRAPHY_TEMPLATES)
+    assert all(len(templates) >= 40 for templates in BIOGRAPHY_TEMPLATES)
+    assert all(len(set(templates)) == len(templates) for templates in BIOGRAPHY_TEMPLATES)
     # The name (or pronoun) always precedes the value, so no value is stated before its person.
-    assert all(t.index("{subject}") < t.index("{value}") for ts in bio_templates.BIOGRAPHY_TEMPLATES for t in ts)
-    _, templates, _ = bio_data.rendering_plan(0, np.arange(3000), Augment())
+    assert all(t.index("{subject}") < t.index("{value}") for ts in BIOGRAPHY_TEMPLATES for t in ts)
+    _, templates, _ = bio.text.rendering_plan(0, np.arange(3000), Augment())
     for attribute, choices in enumerate(templates.T):
-        assert set(choices.tolist()) == set(range(len(bio_templates.BIOGRAPHY_TEMPLATES[attribute])))
-    pools = bio_data.pools()
+        assert set(choices.tolist()) == set(range(len(BIOGRAPHY_TEMPLATES[attribute])))
+    pools = bio.people.pools()
     values = {
         "birth_date": ["October 2, 1996"], "birth_city": [TRICKY_CITY, "Princeton, NJ"],
         "university": list(pools.universities[:3]), "major": ["Computer Science"],
         "employer": list(TRICKY_EMPLOYERS), "employer_city": ["Toronto, Canada", "Washington, DC"],
     }
-    for attribute, templates_of_attribute in zip(ATTRIBUTES, bio_templates.BIOGRAPHY_TEMPLATES):
+    for attribute, templates_of_attribute in zip(ATTRIBUTES, BIOGRAPHY_TEMPLATES):
         for template in templates_of_attribute:
             opens = template.startswith("{subject}")
             for subject in ("Anna Ivy Smith", "She" if opens else "she", "He" if opens else "he"):
@@ -197,14 +199,14 @@ def test_every_template_is_used_and_grammatical(people):
                     # Pronouns are capitalized exactly when they open the sentence.
                     assert all(word not in ("He", "She") for word in words[1:])
                     assert words[0] not in ("he", "she")
-                    assert bio_data.tokenizer().decode(bio_data.tokenizer().encode(sentence)) == sentence
+                    assert bio.tokenizer().decode(bio.tokenizer().encode(sentence)) == sentence
 
 
 def test_multi_renderings_draw_fresh_templates(people):
     persons = np.arange(200)
-    single = bio_data.biographies(people, seed=2, persons=persons)
-    multi = bio_data.biographies(people, seed=2, augment=Augment(multi=5), persons=persons)
-    _, templates, order = bio_data.rendering_plan(2, persons, Augment(multi=5))
+    single = bio.biographies(people, seed=2, persons=persons)
+    multi = bio.biographies(people, seed=2, augment=Augment(multi=5), persons=persons)
+    _, templates, order = bio.text.rendering_plan(2, persons, Augment(multi=5))
     templates = templates.reshape(200, 5, 6)
     assert (order == np.arange(6)).all()
     for j in range(200):
@@ -219,14 +221,14 @@ def test_multi_renderings_draw_fresh_templates(people):
 
 def test_permute_shuffles_sentences_and_keeps_all_six(people):
     persons = np.arange(300)
-    docs = bio_data.biographies(people, seed=4, augment=Augment(multi=2, permute=True), persons=persons)
-    _, _, order = bio_data.rendering_plan(4, persons, Augment(multi=2, permute=True))
+    docs = bio.biographies(people, seed=4, augment=Augment(multi=2, permute=True), persons=persons)
+    _, _, order = bio.text.rendering_plan(4, persons, Augment(multi=2, permute=True))
     assert (np.sort(order, axis=1) == np.arange(6)).all()
     assert (order != np.arange(6)).any(axis=1).mean() > 0.95
     assert len({tuple(row) for row in order[::2].tolist()}) > 150  # each person has own orders (720 possible)
     # The value spans appear in the document in the planned sentence order.
     np.testing.assert_array_equal(np.argsort(docs.value_spans[:, :, 0], axis=1), order)
-    plain = bio_data.biographies(people, seed=4, persons=persons)
+    plain = bio.biographies(people, seed=4, persons=persons)
     assert (np.argsort(plain.value_spans[:, :, 0], axis=1) == np.arange(6)).all()
 
 
@@ -236,11 +238,11 @@ def count_name(tokens: np.ndarray, name: list[int]) -> int:
 
 
 def test_fullname_names_the_person_in_every_sentence(people):
-    tok = bio_data.tokenizer()
+    tok = bio.tokenizer()
     persons = np.arange(50)
     pronouns = {tok.id(word): word for word in ("He", "She", "he", "she")}
     for fullname, expected in ((True, 6), (False, 1)):
-        docs = bio_data.biographies(people, seed=0, augment=Augment(multi=2, permute=True, fullname=fullname),
+        docs = bio.biographies(people, seed=0, augment=Augment(multi=2, permute=True, fullname=fullname),
                                     persons=persons)
         for d in range(len(docs)):
             person = int(docs.person[d])
@@ -260,16 +262,16 @@ def test_fullname_names_the_person_in_every_sentence(people):
 def test_fixed_templates_are_reused_without_fresh_templates(people):
     persons = np.arange(100)
     augment = Augment(multi=5, permute=True, fresh_templates=False)
-    _, templates, order = bio_data.rendering_plan(7, persons, augment)
-    _, fixed, _ = bio_data.rendering_plan(7, persons, Augment())
+    _, templates, order = bio.text.rendering_plan(7, persons, augment)
+    _, fixed, _ = bio.text.rendering_plan(7, persons, Augment())
     np.testing.assert_array_equal(templates, np.repeat(fixed, 5, axis=0))
     assert len({tuple(row) for row in order[:5].tolist()}) > 1
     # With full names a sentence reads the same wherever it stands, so every rendering is a
     # reordering of the fixed rendering's six sentences: the same tokens in another order.
     full = dataclasses.replace(augment, fullname=True)
-    docs = bio_data.biographies(people, seed=7, augment=full, persons=persons)
-    single = bio_data.biographies(people, seed=7, augment=Augment(fullname=True), persons=persons)
-    fresh = bio_data.biographies(people, seed=7, augment=dataclasses.replace(full, fresh_templates=True), persons=persons)
+    docs = bio.biographies(people, seed=7, augment=full, persons=persons)
+    single = bio.biographies(people, seed=7, augment=Augment(fullname=True), persons=persons)
+    fresh = bio.biographies(people, seed=7, augment=dataclasses.replace(full, fresh_templates=True), persons=persons)
     for j in range(100):
         expected = np.sort(single.document(j))
         for k in range(5):
@@ -279,29 +281,29 @@ def test_fixed_templates_are_reused_without_fresh_templates(people):
 
 
 def test_fixed_rendering_does_not_depend_on_persons(people):
-    everyone = bio_data.biographies(people, seed=9)
-    some = bio_data.biographies(people, seed=9, persons=np.array([17, 3, 250]))
+    everyone = bio.biographies(people, seed=9)
+    some = bio.biographies(people, seed=9, persons=np.array([17, 3, 250]))
     for d, person in enumerate([17, 3, 250]):
         np.testing.assert_array_equal(some.document(d), everyone.document(person))
         np.testing.assert_array_equal(some.value_spans[d], everyone.value_spans[person])
     multi = Augment(multi=3, permute=True)
-    all_multi = bio_data.biographies(people, seed=9, augment=multi, persons=np.arange(20))
-    one_multi = bio_data.biographies(people, seed=9, augment=multi, persons=np.array([13]))
+    all_multi = bio.biographies(people, seed=9, augment=multi, persons=np.arange(20))
+    one_multi = bio.biographies(people, seed=9, augment=multi, persons=np.array([13]))
     for k in range(3):
         np.testing.assert_array_equal(one_multi.document(k), all_multi.document(3 * 13 + k))
-    other_seed = bio_data.biographies(people, seed=10, persons=np.arange(20))
+    other_seed = bio.biographies(people, seed=10, persons=np.arange(20))
     assert all(other_seed.text(j) != everyone.text(j) for j in range(20))  # the seed does matter
     with pytest.raises(DataError, match="persons"):
-        bio_data.biographies(people, seed=9, persons=np.array([len(people)]))
+        bio.biographies(people, seed=9, persons=np.array([len(people)]))
     with pytest.raises(ConfigError):
         Augment(multi=0)
 
 
 def test_qa_pairs_and_tokens_match_the_table(people):
-    tok = bio_data.tokenizer()
+    tok = bio.tokenizer()
     persons = np.array([5, 0, 42])
-    pairs = bio_data.qa_pairs(people, persons)
-    questions, answers, attribute = bio_data.qa_tokens(people, persons)
+    pairs = bio.qa_pairs(people, persons)
+    questions, answers, attribute = bio.qa_tokens(people, persons)
     assert len(pairs) == len(questions) == len(answers) == len(attribute) == 18
     for index, pair in enumerate(pairs):
         person, a = int(persons[index // 6]), index % 6
@@ -315,15 +317,15 @@ def test_qa_pairs_and_tokens_match_the_table(people):
 
 
 def test_tokenizer_round_trips_and_rejects_unknown_words(people):
-    tok = bio_data.tokenizer()
+    tok = bio.tokenizer()
     assert tok.vocab[:4] == ("<pad>", "<bos>", "<eos>", "<mask>") and tok.id("<useful>") == 4
     assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.mask_id) == (0, 1, 2, 3) and tok.vocab_size == len(tok.vocab)
     assert list(tok.vocab[5:]) == sorted(tok.vocab[5:])
     assert all(str(number) in tok.vocab for number in (0, 28, 1900, 2099)) and "December" in tok.vocab
-    pools = bio_data.pools()
+    pools = bio.people.pools()
     texts = [*pools.cities, *pools.universities, *pools.majors, *pools.employers, *pools.employer_cities,
-             *(pair.question for pair in bio_data.qa_pairs(people, np.arange(50)))]
-    docs = bio_data.biographies(tricky(people), seed=0, augment=Augment(multi=2, permute=True), persons=np.arange(40))
+             *(pair.question for pair in bio.qa_pairs(people, np.arange(50)))]
+    docs = bio.biographies(tricky(people), seed=0, augment=Augment(multi=2, permute=True), persons=np.arange(40))
     texts += [docs.text(d) for d in range(len(docs))]
     for text, ids in zip(texts, tok.encode_many(texts)):
         assert ids.dtype == np.int32 and tok.decode(ids) == text
@@ -340,7 +342,6 @@ def test_tokenizer_round_trips_and_rejects_unknown_words(people):
 
 
 def test_manipulation_phrases_are_in_the_vocabulary():
-    bio_manip = pytest.importorskip("lmphys.tasks.bio_manip")
-    tok = bio_data.tokenizer()
-    for phrase in bio_manip.PHRASES:
-        assert all(word in tok.vocab for word in bio_templates.vocabulary_words(phrase))
+    tok = bio.tokenizer()
+    for phrase in bio.manipulation.PHRASES:
+        assert all(word in tok.vocab for word in vocabulary_words(phrase))

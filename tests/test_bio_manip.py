@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from lmphys.errors import ConfigError, DataError
-from lmphys.tasks import bio_data, bio_manip
+from lmphys.worlds import bio
+from lmphys.worlds.bio.manipulation import KINDS, accuracy, final_answer, manipulation_pairs
 
 
 @pytest.fixture(scope="module")
 def people():
-    return bio_data.sample_people(seed=11, n=400)
+    return bio.sample_people(seed=11, n=400)
 
 
 PERSONS = np.arange(0, 400, 3)
@@ -25,7 +26,7 @@ def date_of(people, i):
 @pytest.mark.parametrize("cot", [False, True])
 def test_single_person_answers_match_the_table(people, cot):
     for kind in ("retrieval_year", "classify_month_2", "classify_month_6", "classify_month_12"):
-        pairs = bio_manip.manipulation_pairs(people, kind, PERSONS, seed=0, cot=cot)
+        pairs = manipulation_pairs(people, kind, PERSONS, seed=0, cot=cot)
         assert [qa.persons for qa in pairs] == [(int(p),) for p in PERSONS]
         for qa in pairs:
             (i,) = qa.persons
@@ -40,20 +41,20 @@ def test_single_person_answers_match_the_table(people, cot):
             assert people.full_name(i) in qa.question
             assert qa.answer.endswith(expected)
             assert (qa.answer == expected) != cot
-    parity = [qa.final for qa in bio_manip.manipulation_pairs(people, "classify_month_2", PERSONS, seed=0, cot=False)]
+    parity = [qa.final for qa in manipulation_pairs(people, "classify_month_2", PERSONS, seed=0, cot=False)]
     assert 0.3 < parity.count("Yes") / len(parity) < 0.7
 
 
 def test_chain_of_thought_states_the_attribute_first(people):
-    for qa in bio_manip.manipulation_pairs(people, "retrieval_year", PERSONS[:20], seed=0, cot=True):
+    for qa in manipulation_pairs(people, "retrieval_year", PERSONS[:20], seed=0, cot=True):
         (i,) = qa.persons
         assert qa.answer.startswith(f"{people.full_name(i)} was born on {people.value(i, 'birth_date')}")
-        assert bio_manip.final_answer(qa.kind, qa.answer) == qa.final
-    for qa in bio_manip.manipulation_pairs(people, "classify_month_6", PERSONS[:20], seed=0, cot=True):
-        month = bio_data.MONTHS[int(people.birth_month[qa.persons[0]]) - 1]
+        assert final_answer(qa.kind, qa.answer) == qa.final
+    for qa in manipulation_pairs(people, "classify_month_6", PERSONS[:20], seed=0, cot=True):
+        month = bio.people.MONTHS[int(people.birth_month[qa.persons[0]]) - 1]
         assert qa.answer.index(month) < qa.answer.rindex(qa.final)
-        assert bio_manip.final_answer(qa.kind, qa.answer + ".") == qa.final
-    for qa in bio_manip.manipulation_pairs(people, "compare_birth", PERSONS, seed=0, cot=True, count=20):
+        assert final_answer(qa.kind, qa.answer + ".") == qa.final
+    for qa in manipulation_pairs(people, "compare_birth", PERSONS, seed=0, cot=True, count=20):
         a, b = qa.persons
         stated = qa.answer[: -len(qa.final)]
         assert people.value(a, "birth_date") in stated and people.value(b, "birth_date") in stated
@@ -61,7 +62,7 @@ def test_chain_of_thought_states_the_attribute_first(people):
 
 
 def test_compare_answers_are_the_truth_and_never_tie(people):
-    pairs = bio_manip.manipulation_pairs(people, "compare_birth", PERSONS, seed=5, cot=False, count=300)
+    pairs = manipulation_pairs(people, "compare_birth", PERSONS, seed=5, cot=False, count=300)
     assert len(pairs) == 300
     for qa in pairs:
         a, b = qa.persons
@@ -69,11 +70,11 @@ def test_compare_answers_are_the_truth_and_never_tie(people):
         assert date_of(people, a) != date_of(people, b)
         assert qa.final == ("Yes" if date_of(people, a) < date_of(people, b) else "No")
         assert qa.question == f"Was {people.full_name(a)} born earlier than {people.full_name(b)}?"
-    assert len(bio_manip.manipulation_pairs(people, "compare_birth", PERSONS, seed=5, cot=False)) == len(PERSONS)
+    assert len(manipulation_pairs(people, "compare_birth", PERSONS, seed=5, cot=False)) == len(PERSONS)
     twins = dataclasses.replace(people, birth_year=np.full(len(people), 1990), birth_month=np.ones(len(people), int),
                                 birth_day=np.ones(len(people), int))
     with pytest.raises(DataError, match="distinct"):
-        bio_manip.manipulation_pairs(twins, "compare_birth", PERSONS, seed=0, cot=False)
+        manipulation_pairs(twins, "compare_birth", PERSONS, seed=0, cot=False)
 
 
 def test_inverse_search_asks_only_unique_date_and_city(people):
@@ -83,45 +84,45 @@ def test_inverse_search_asks_only_unique_date_and_city(people):
     for field in (year, month, day, city):
         field[[1, 3]] = field[0]
     clashing = dataclasses.replace(people, birth_year=year, birth_month=month, birth_day=day, birth_city=city)
-    pairs = bio_manip.manipulation_pairs(clashing, "inverse_birth", PERSONS, seed=0, cot=False)
+    pairs = manipulation_pairs(clashing, "inverse_birth", PERSONS, seed=0, cot=False)
     asked = [qa.persons[0] for qa in pairs]
     assert 0 not in asked and 3 not in asked and len(asked) == len(PERSONS) - 2
     for qa in pairs:
         (i,) = qa.persons
         assert qa.final == qa.answer == clashing.full_name(i)
         assert qa.question == f"Who was born on {clashing.value(i, 'birth_date')} in {clashing.value(i, 'birth_city')}?"
-    for qa in bio_manip.manipulation_pairs(clashing, "inverse_birth", PERSONS[:10], seed=0, cot=True):
+    for qa in manipulation_pairs(clashing, "inverse_birth", PERSONS[:10], seed=0, cot=True):
         assert qa.answer.endswith(qa.final) and clashing.value(qa.persons[0], "birth_city") in qa.answer
 
 
 def test_pairs_are_deterministic_and_count_caps(people):
-    for kind in bio_manip.KINDS:
-        first = bio_manip.manipulation_pairs(people, kind, PERSONS, seed=2, cot=True, count=25)
-        assert first == bio_manip.manipulation_pairs(people, kind, PERSONS, seed=2, cot=True, count=25)
+    for kind in KINDS:
+        first = manipulation_pairs(people, kind, PERSONS, seed=2, cot=True, count=25)
+        assert first == manipulation_pairs(people, kind, PERSONS, seed=2, cot=True, count=25)
         assert len(first) == 25
-    capped = bio_manip.manipulation_pairs(people, "retrieval_year", PERSONS, seed=2, cot=False, count=25)
+    capped = manipulation_pairs(people, "retrieval_year", PERSONS, seed=2, cot=False, count=25)
     order = [np.flatnonzero(PERSONS == qa.persons[0])[0] for qa in capped]
     assert order == sorted(order), "a capped subset keeps the given order"
-    compare = [qa.persons for qa in bio_manip.manipulation_pairs(people, "compare_birth", PERSONS, seed=2, cot=False)]
-    assert compare != [qa.persons for qa in bio_manip.manipulation_pairs(people, "compare_birth", PERSONS, seed=3, cot=False)]
+    compare = [qa.persons for qa in manipulation_pairs(people, "compare_birth", PERSONS, seed=2, cot=False)]
+    assert compare != [qa.persons for qa in manipulation_pairs(people, "compare_birth", PERSONS, seed=3, cot=False)]
     with pytest.raises(ConfigError, match="kind"):
-        bio_manip.manipulation_pairs(people, "retrieval_month", PERSONS, seed=0, cot=False)
+        manipulation_pairs(people, "retrieval_month", PERSONS, seed=0, cot=False)
     with pytest.raises(DataError):
-        bio_manip.manipulation_pairs(people, "retrieval_year", np.array([len(people)]), seed=0, cot=False)
+        manipulation_pairs(people, "retrieval_year", np.array([len(people)]), seed=0, cot=False)
 
 
 def test_every_text_round_trips_through_the_tokenizer(people):
-    tok = bio_data.tokenizer()
-    for kind in bio_manip.KINDS:
+    tok = bio.tokenizer()
+    for kind in KINDS:
         for cot in (False, True):
-            for qa in bio_manip.manipulation_pairs(people, kind, np.arange(len(people)), seed=0, cot=cot):
+            for qa in manipulation_pairs(people, kind, np.arange(len(people)), seed=0, cot=cot):
                 for text in (qa.question, qa.answer, qa.final):
                     assert tok.decode(tok.encode(text)) == text
 
 
 def test_accuracy_scores_whole_answer_and_final_answer_separately(people):
-    pairs = bio_manip.manipulation_pairs(people, "retrieval_year", PERSONS[:4], seed=0, cot=True)
+    pairs = manipulation_pairs(people, "retrieval_year", PERSONS[:4], seed=0, cot=True)
     wrong_reasoning = pairs[1].answer.replace(pairs[1].answer.split(" was born on ")[0], "Somebody Else")
     generated = [pairs[0].answer, wrong_reasoning, "1899", pairs[3].answer + "."]
-    scores = bio_manip.accuracy(pairs, generated)
+    scores = accuracy(pairs, generated)
     assert scores == {"answer_exact": 0.25, "final_correct": 0.75}

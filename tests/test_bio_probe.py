@@ -9,19 +9,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmphys import bio_probe, probe
+from lmphys import probe
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
-from lmphys.tasks import bio_data
-from lmphys.train.step import init_model
+from lmphys.worlds import bio
+from lmphys.worlds.bio import probes, text
 
-TOKENIZER = bio_data.tokenizer()
+TOKENIZER = text.tokenizer()
 
 
 def tiny_model(kind: str = "gpt", seed: int = 0):
     cfg = transformer.ModelConfig(kind=kind, vocab_size=TOKENIZER.vocab_size, num_layers=2, num_heads=2, width=32,
                                   max_len=128)
-    return cfg, *init_model(cfg, jax.random.key(seed))
+    return cfg, *transformer.init_model(cfg, jax.random.key(seed))
 
 
 def identity_gpt(embedding_VD: np.ndarray):
@@ -41,8 +41,8 @@ def random_embedding(seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def world():
-    people = bio_data.sample_people(3, 300)
-    return people, bio_data.biographies(people, 3)
+    people = bio.sample_people(3, 300)
+    return people, text.biographies(people, 3)
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +50,16 @@ def identity_fits(world):
     """P probes of the identity model at the right tokens (before each value) and one token later."""
     people, documents = world
     graphdef, params = identity_gpt(random_embedding(2))
-    labels, num_classes = bio_probe.attribute_labels(people)
-    inputs = bio_probe.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+    labels, num_classes = probes.attribute_labels(people)
+    inputs = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
                                       mask_id=TOKENIZER.mask_id, causal=True)
     full_rows = (inputs.tokens[-1],) * 6  # every value start lies inside the last position's rows
-    right = bio_probe.ProbeInputs(full_rows, inputs.positions_PN, inputs.person_N)
-    shifted = bio_probe.ProbeInputs(full_rows, inputs.positions_PN + 1, inputs.person_N)
-    train_rows, test_rows = bio_probe.split_rows(len(people), 0.5, jax.random.key(0))
+    right = probes.ProbeInputs(full_rows, inputs.positions_PN, inputs.person_N)
+    shifted = probes.ProbeInputs(full_rows, inputs.positions_PN + 1, inputs.person_N)
+    train_rows, test_rows = probes.split_rows(len(people), 0.5, jax.random.key(0))
     fits = {"inputs": right, "train_rows": train_rows}
     for name, probe_inputs in (("right", right), ("shifted", shifted)):
-        fits[name] = bio_probe.fit_embedding_probes(
+        fits[name] = probes.fit_embedding_probes(
             graphdef, params, probe_inputs, labels, num_classes, train_rows, test_rows, rank=2, steps=40,
             learning_rate=1e-2, batch_size=16, key=jax.random.key(3))
     return fits
@@ -67,7 +67,7 @@ def identity_fits(world):
 
 def test_p_inputs_read_the_token_just_before_each_value(world):
     people, documents = world
-    inputs = bio_probe.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+    inputs = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
                                       mask_id=TOKENIZER.mask_id, causal=True)
     assert inputs.num_positions == 6 and inputs.positions_PN.shape == (6, len(people))
     np.testing.assert_array_equal(inputs.person_N, np.arange(len(people)))
@@ -83,9 +83,9 @@ def test_p_inputs_read_the_token_just_before_each_value(world):
 
 def test_encoder_inputs_mask_everything_after_the_probe(world):
     _, documents = world
-    decoder = bio_probe.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+    decoder = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
                                        mask_id=TOKENIZER.mask_id, causal=True)
-    encoder = bio_probe.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+    encoder = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
                                        mask_id=TOKENIZER.mask_id, causal=False)
     np.testing.assert_array_equal(encoder.positions_PN, decoder.positions_PN)
     assert len({tokens.shape for tokens in encoder.tokens}) == 1, "one full-length row set per position"
@@ -101,7 +101,7 @@ def test_encoder_inputs_mask_everything_after_the_probe(world):
 
 def test_q_inputs_are_bos_and_the_full_name(world):
     people, documents = world
-    inputs = bio_probe.q_probe_inputs(people, TOKENIZER)
+    inputs = probes.q_probe_inputs(people, TOKENIZER)
     (rows,) = inputs.tokens
     for n in range(0, len(people), 11):
         name = TOKENIZER.encode(people.full_name(n))
@@ -116,13 +116,13 @@ def test_q_inputs_are_bos_and_the_full_name(world):
 def test_update_starts_at_zero_and_keeps_its_rank(world, identity_fits):
     people, documents = world
     _, graphdef, params = tiny_model("gpt")
-    inputs = bio_probe.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+    inputs = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
                                       mask_id=TOKENIZER.mask_id, causal=True)
-    _, num_classes = bio_probe.attribute_labels(people)
-    initial = bio_probe.init_probe_params(jax.random.key(0), params["token_embed"]["embedding"], 6, 2, num_classes)
+    _, num_classes = probes.attribute_labels(people)
+    initial = probes.init_probe_params(jax.random.key(0), params["token_embed"]["embedding"], 6, 2, num_classes)
     assert not np.any(np.asarray(probe.embedding_update(jax.tree.map(lambda a: a[5], initial["update"]))))
     tokens, positions = inputs.tokens[5][:16], inputs.positions_PN[5, :16]
-    features = jax.jit(bio_probe.probe_features)(graphdef, params, jax.tree.map(lambda a: a[5], initial["update"]),
+    features = jax.jit(probes.probe_features)(graphdef, params, jax.tree.map(lambda a: a[5], initial["update"]),
                                                  jnp.asarray(tokens), jnp.asarray(positions))
     _, hidden = jax.jit(lambda p, t: transformer.apply(graphdef, p, t, return_hidden=True))(params, jnp.asarray(tokens))
     np.testing.assert_allclose(features, np.asarray(hidden)[-1, np.arange(16), positions], rtol=1e-5, atol=1e-6)
@@ -144,7 +144,7 @@ def test_q_probe_reads_knowledge_planted_on_the_name(shuffle):
     embedding: Q-probing reads the major of held-out people, and nothing else. Plant the code of an
     unrelated major instead (inputs shuffled against the labels): held-out people stay at chance."""
     rng = np.random.default_rng(0)
-    people = bio_data.sample_people(5, 300)
+    people = bio.sample_people(5, 300)
     major_of_last_name = rng.integers(0, 6, size=people.last.max() + 1)
     people = dataclasses.replace(people, major=major_of_last_name[people.last])
     planted = rng.permutation(major_of_last_name) if shuffle else major_of_last_name
@@ -154,9 +154,9 @@ def test_q_probe_reads_knowledge_planted_on_the_name(shuffle):
         last_token = TOKENIZER.encode(people.full_name(n))[-1]
         embedding[last_token] = codes[planted[people.last[n]]] + 0.3 * rng.normal(size=embedding.shape[1])
     graphdef, params = identity_gpt(embedding)
-    accuracy = bio_probe.q_probe(graphdef, params, people, steps=100, batch_size=32, learning_rate=1e-2,
+    accuracy = probes.q_probe(graphdef, params, people, steps=100, batch_size=32, learning_rate=1e-2,
                                  key=jax.random.key(2))
-    assert set(accuracy) == {f"Q.{attribute}" for attribute in bio_data.ATTRIBUTES}
+    assert set(accuracy) == {f"Q.{attribute}" for attribute in bio.ATTRIBUTES}
     major_counts = np.bincount(people.major, minlength=6)
     chance = major_counts.max() / major_counts.sum()
     if shuffle:
@@ -182,14 +182,14 @@ def test_probe_run_on_an_encoder_is_json_and_summarized(world, monkeypatch):
     people, _ = world
     cfg, graphdef, params = tiny_model("bert")
     few = people.subset(np.arange(24))
-    calls, fit_embedding_probes = [], bio_probe.fit_embedding_probes
+    calls, fit_embedding_probes = [], probes.fit_embedding_probes
 
     def recording_fit(graphdef, params, inputs, *args, **kwargs):
         calls.append((params["token_embed"]["embedding"], inputs))
         return fit_embedding_probes(graphdef, params, inputs, *args, **kwargs)
 
-    monkeypatch.setattr(bio_probe, "fit_embedding_probes", recording_fit)
-    result = bio_probe.probe_run(graphdef, params, cfg, few, bio_data.biographies(few, 3), key=jax.random.key(0),
+    monkeypatch.setattr(probes, "fit_embedding_probes", recording_fit)
+    result = probes.probe_run(graphdef, params, cfg, few, text.biographies(few, 3), key=jax.random.key(0),
                                  p_kwargs=dict(steps=2, batch_size=4), q_kwargs=dict(steps=2, batch_size=4))
     assert [inputs.num_positions for _, inputs in calls] == [6, 1, 6, 1]
     p_inputs = calls[0][1]
@@ -199,22 +199,22 @@ def test_probe_run_on_an_encoder_is_json_and_summarized(world, monkeypatch):
     assert calls[0][0] is params["token_embed"]["embedding"] and calls[1][0] is params["token_embed"]["embedding"]
     assert not np.allclose(calls[2][0], calls[0][0]), "the baseline runs on a fresh model"
     assert set(result) == {"p", "q", "p_random", "q_random"}
-    assert list(result["p"]) == [f"P{p}.{a}" for p in range(1, 7) for a in bio_data.ATTRIBUTES]
-    assert list(result["q"]) == [f"Q.{a}" for a in bio_data.ATTRIBUTES]
+    assert list(result["p"]) == [f"P{p}.{a}" for p in range(1, 7) for a in bio.ATTRIBUTES]
+    assert list(result["q"]) == [f"Q.{a}" for a in bio.ATTRIBUTES]
     assert all(0.0 <= value <= 1.0 for part in result.values() for value in part.values())
     assert json.loads(json.dumps(result)) == result
-    summary = bio_probe.summarize(result)
+    summary = probes.summarize(result)
     assert set(summary) == {"p1_mean", "p_diagonal_mean", "q_mean", "p1_mean_random_init",
                             "p_diagonal_mean_random_init", "q_mean_random_init"}
-    report = bio_probe.ProbeReport.from_run(result, "Q")
+    report = probes.ProbeReport.from_run(result, "Q")
     assert report.accuracy == result["q"] and report.random_init == result["q_random"]
 
 
 def test_summary_takes_the_first_position_and_the_diagonal():
-    attributes = bio_data.ATTRIBUTES
+    attributes = bio.ATTRIBUTES
     p = {f"P{j + 1}.{a}": float(j == k) * 0.5 + float(j == 0) * 0.25 for j in range(6) for k, a in enumerate(attributes)}
     q = {f"Q.{a}": k / 10 for k, a in enumerate(attributes)}
-    summary = bio_probe.summarize({"p": p, "q": q})
+    summary = probes.summarize({"p": p, "q": q})
     assert summary["p1_mean"] == pytest.approx(0.25 + 0.5 / 6)
     assert summary["p_diagonal_mean"] == pytest.approx(0.5 + 0.25 / 6)
     assert summary["q_mean"] == pytest.approx(0.25)
@@ -225,8 +225,8 @@ def test_bad_arguments_are_typed_errors(world):
     people, documents = world
     _, graphdef, params = tiny_model("gpt")
     with pytest.raises(ConfigError, match="train_fraction"):
-        bio_probe.q_probe(graphdef, params, people, train_fraction=1.0, key=jax.random.key(0))
+        probes.q_probe(graphdef, params, people, train_fraction=1.0, key=jax.random.key(0))
     with pytest.raises(DataError, match="people"):
-        bio_probe.p_probe(graphdef, params, people.subset(np.arange(10)), documents, key=jax.random.key(0))
+        probes.p_probe(graphdef, params, people.subset(np.arange(10)), documents, key=jax.random.key(0))
     with pytest.raises(ConfigError, match="rank"):
-        bio_probe.q_probe(graphdef, params, people, rank=0, key=jax.random.key(0))
+        probes.q_probe(graphdef, params, people, rank=0, key=jax.random.key(0))

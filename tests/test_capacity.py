@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmphys import capacity
 from lmphys.errors import DataError
-from lmphys.tasks import bio_d
+from lmphys.worlds import bio
+from lmphys.worlds.bio import biod, capacity
 
 LN2 = math.log(2)
 
 
 def test_biod_bits_equals_hand_computation():
-    spec = bio_d.BioDSpec(num_people=10, num_attributes=2, chunks=2, diversity=4, chunk_len=3, value_vocab=8)
+    spec = biod.BioDSpec(num_people=10, num_attributes=2, chunks=2, diversity=4, chunk_len=3, value_vocab=8)
     bits = capacity.biod_bits(spec, name_loss=LN2, value_loss=LN2, chunk_loss=LN2, name_space=1010)
     # names: 10 * (log2(1010 - 10) - 1) = 10 * (9.965784284662087 - 1)
     assert bits["name"] == pytest.approx(89.65784284662087)
@@ -28,7 +28,7 @@ def test_biod_bits_equals_hand_computation():
 
 
 def test_biod_terms_clip_at_zero_and_chunk_term_is_optional():
-    spec = bio_d.BioDSpec(num_people=10, num_attributes=2, chunks=2, diversity=4, chunk_len=3, value_vocab=8)
+    spec = biod.BioDSpec(num_people=10, num_attributes=2, chunks=2, diversity=4, chunk_len=3, value_vocab=8)
     worse_than_chance = capacity.biod_bits(spec, name_loss=50.0, value_loss=50.0, chunk_loss=50.0, name_space=1010)
     assert worse_than_chance == {"name": 0.0, "value": 0.0, "chunk": 0.0, "total": 0.0}
     mixed = capacity.biod_bits(spec, name_loss=50.0, value_loss=0.0, chunk_loss=None, name_space=1010)
@@ -86,8 +86,8 @@ def test_span_losses_match_hand_sums_with_bos_in_front():
 
 
 def test_measure_biod_bits_of_a_perfect_and_a_uniform_model():
-    world = bio_d.make_world(bio_d.BioDSpec(num_people=20, num_attributes=2, chunks=2, diversity=3, chunk_len=4, value_vocab=5), seed=0)
-    docs = bio_d.documents(world, seed=0)
+    world = biod.make_world(biod.BioDSpec(num_people=20, num_attributes=2, chunks=2, diversity=3, chunk_len=4, value_vocab=5), seed=0)
+    docs = biod.documents(world, seed=0)
     seq_len = world.spec.document_len + 1
 
     def oracle(tokens_BT):  # reads the next token off its input: zero loss everywhere
@@ -98,7 +98,7 @@ def test_measure_biod_bits_of_a_perfect_and_a_uniform_model():
         return jnp.full((*tokens_BT.shape, world.vocab_size), -math.log(world.vocab_size))
 
     perfect = capacity.measure_biod_bits(oracle, docs, seq_len=seq_len, batch_size=8)
-    n0 = bio_d.name_space()
+    n0 = biod.name_space()
     assert perfect["name"] == pytest.approx(20 * math.log2(n0 - 20))
     assert perfect["value"] == pytest.approx(20 * 2 * 2 * math.log2(3))
     assert perfect["chunk"] == pytest.approx(2 * 3 * 3 * math.log2(5))  # (L - 1) tokens per chunk credited
@@ -146,11 +146,9 @@ def test_bits_per_parameter_counts_every_entry():
 
 
 def test_measure_bios_bits_on_biographies_reaches_the_information_content():
-    from lmphys.tasks import bio_data
-
-    people = bio_data.sample_people(seed=0, n=6)
-    docs = bio_data.biographies(people, seed=0)
-    tok = bio_data.tokenizer()
+    people = bio.sample_people(seed=0, n=6)
+    docs = bio.biographies(people, seed=0)
+    tok = bio.tokenizer()
     seq_len = int(np.diff(docs.offsets).max()) + 1
 
     def oracle(tokens_BT):  # certain of the true next token: every value and the pronoun cost 0

@@ -9,8 +9,9 @@ import pytest
 
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError, DataError
-from lmphys.tasks import cfg, cfg_measure, cfg_parse
-from lmphys.tasks.base import ModelFns
+from lmphys.worlds import cfg
+from lmphys.worlds.base import ModelFns
+from lmphys.worlds.cfg import measure, parse
 from tests.conftest import REPO
 
 PAPER = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k")
@@ -38,7 +39,7 @@ def reference_accepts(g: cfg.Grammar, string) -> bool:
 
 def one_bucket(g, strings, lengths):
     """Keeps the strings of the most common length bucket, so a test compiles one parser program."""
-    words = np.array([cfg_parse._words_for(int(n)) for n in lengths])
+    words = np.array([parse._words_for(int(n)) for n in lengths])
     values, counts = np.unique(words, return_counts=True)
     keep = words == values[counts.argmax()]
     return strings[keep], lengths[keep]
@@ -257,7 +258,7 @@ def test_evaluate_with_a_perfect_and_a_broken_model():
         """The grammar's own next-token law at every position of BOS + string + EOS rows."""
         rows = np.asarray(rows)
         strings, lengths, _ = cfg.strings_until_eos(rows, np.ones(len(rows), np.int32), task.eos_id)
-        law = cfg_measure.next_token_distributions(g, strings, lengths)
+        law = measure.next_token_distributions(g, strings, lengths)
         out = np.full(rows.shape + (task.vocab_size,), 1.0 / task.vocab_size)
         out[:, : law.shape[1]] = np.where(law.sum(-1, keepdims=True) > 0, law, out[:, : law.shape[1]])
         return jnp.asarray(np.log(np.maximum(out, 1e-300)))

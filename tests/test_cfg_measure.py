@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from lmphys.tasks import cfg, cfg_measure, cfg_robust
+from lmphys.worlds import cfg
+from lmphys.worlds.cfg import measure, robust
 
 # Root -> A B | B A | A A B, A -> 1 | 1 2, B -> 2 | 2 2 | 1: ambiguous ("1 2 2" has two derivations).
 AMBIGUOUS = cfg.Grammar(name="ambiguous", rules=(
@@ -78,33 +79,33 @@ def test_next_token_distribution_and_string_prob_match_brute_force(index):
     assert abs(sum(probs.values()) - 1) < 1e-12
     strings = sorted(probs)
     assert np.asarray(cfg.accepts(g, *padded(strings))).all()
-    rows = cfg_measure.next_token_distributions(g, *padded(strings))
+    rows = measure.next_token_distributions(g, *padded(strings))
     for b, string in enumerate(strings):
         for t in range(len(string) + 1):
             np.testing.assert_allclose(rows[b, t], brute_next_token(g, probs, string[:t]), atol=1e-12, rtol=0)
         assert not rows[b, len(string) + 1:].any()
-    log_p = cfg_measure.string_log_probs(g, *padded(strings))
+    log_p = measure.string_log_probs(g, *padded(strings))
     np.testing.assert_allclose(log_p, np.log([probs[s] for s in strings]), atol=1e-12, rtol=0)
     # strings outside the language: probability 0, rows after an impossible prefix all zero
     outside = [s[:-1] + (3 - s[-1],) for s in strings if s[:-1] + (3 - s[-1],) not in probs][:5] + [()]
     for string in outside:
-        assert cfg_measure.string_log_prob(g, string, len(string)) == -np.inf
-        row = cfg_measure.next_token_distribution(g, string, len(string))
+        assert measure.string_log_prob(g, string, len(string)) == -np.inf
+        row = measure.next_token_distribution(g, string, len(string))
         for t in range(len(string) + 1):
             np.testing.assert_allclose(row[t], brute_next_token(g, probs, string[:t]), atol=1e-12, rtol=0)
 
 
 def test_ambiguous_string_sums_its_derivations():
     # "1 2 2": Root -> A B with (A = 1 2, B = 2) or (A = 1, B = 2 2): 1/3 * (1/2 * 1/3 + 1/2 * 1/3)
-    assert cfg_measure.string_log_prob(AMBIGUOUS, [1, 2, 2], 3) == pytest.approx(math.log(1 / 9), abs=1e-14)
+    assert measure.string_log_prob(AMBIGUOUS, [1, 2, 2], 3) == pytest.approx(math.log(1 / 9), abs=1e-14)
 
 
 @pytest.mark.parametrize("name", ["cfg_small", "cfg3f"])
 def test_long_strings_chain_rule_and_normalisation(name):
     g = cfg.load_grammar(name)
     strings, lengths = (np.asarray(x) for x in cfg.sample(g, jax.random.key(5), 3))
-    rows = cfg_measure.next_token_distributions(g, strings, lengths)
-    log_p = cfg_measure.string_log_probs(g, strings, lengths)
+    rows = measure.next_token_distributions(g, strings, lengths)
+    log_p = measure.string_log_probs(g, strings, lengths)
     for b, n in enumerate(lengths):
         live = rows[b, :n + 1]
         np.testing.assert_allclose(live.sum(-1), 1, atol=1e-12)
@@ -113,7 +114,7 @@ def test_long_strings_chain_rule_and_normalisation(name):
         assert np.isfinite(log_p[b]) and log_p[b] < 0
         allowed = np.r_[1:g.num_terminals + 1, g.eos_id]
         assert not np.delete(live, allowed, axis=1).any()
-    single = cfg_measure.next_token_distribution(g, strings[1], lengths[1])
+    single = measure.next_token_distribution(g, strings[1], lengths[1])
     np.testing.assert_allclose(single, rows[1, :lengths[1] + 1], atol=1e-15)
 
 
@@ -131,36 +132,36 @@ def test_kl_is_zero_for_the_grammar_and_positive_for_a_perturbed_model():
     strings, lengths = (np.asarray(x) for x in cfg.sample(g, jax.random.key(6), 16))
     tokens = documents(g, strings, lengths)
     true = np.zeros(tokens.shape + (g.vocab_size + 3,))  # a model vocab wider than the grammar's
-    p = cfg_measure.next_token_distributions(g, strings, lengths)
+    p = measure.next_token_distributions(g, strings, lengths)
     true[:, :p.shape[1], :g.vocab_size] = p
-    exact = cfg_measure.kl_to_grammar(g, tokens, lengths, np.log(np.maximum(true, 1e-300)))
+    exact = measure.kl_to_grammar(g, tokens, lengths, np.log(np.maximum(true, 1e-300)))
     assert abs(exact["kl"]) < 1e-9 and exact["kl_max"] < 1e-9
     assert exact["kl_positions"] == (lengths + 1).sum() and exact["kl_skipped"] == 0
-    as_model = cfg_measure.document_log_probs(tokens, lengths, np.log(np.maximum(true, 1e-300)))
-    np.testing.assert_allclose(as_model, cfg_measure.string_log_probs(g, strings, lengths), atol=1e-10)
-    assert cfg_measure.diversity(g, strings, lengths, as_model)["entropy_bits"] == pytest.approx(
-        cfg_measure.diversity(g, strings, lengths)["entropy_bits"], abs=1e-10)
+    as_model = measure.document_log_probs(tokens, lengths, np.log(np.maximum(true, 1e-300)))
+    np.testing.assert_allclose(as_model, measure.string_log_probs(g, strings, lengths), atol=1e-10)
+    assert measure.diversity(g, strings, lengths, as_model)["entropy_bits"] == pytest.approx(
+        measure.diversity(g, strings, lengths)["entropy_bits"], abs=1e-10)
     mixed = np.log(0.9 * true + 0.1 / true.shape[-1])
-    perturbed = cfg_measure.kl_to_grammar(g, tokens, lengths, mixed)
+    perturbed = measure.kl_to_grammar(g, tokens, lengths, mixed)
     assert 1e-3 < perturbed["kl"] <= perturbed["kl_max"] <= -math.log(0.9) + 1e-12
     uniform = np.full(true.shape, -math.log(true.shape[-1]))
-    worse = cfg_measure.kl_to_grammar(g, tokens, lengths, uniform)
+    worse = measure.kl_to_grammar(g, tokens, lengths, uniform)
     assert worse["kl"] > perturbed["kl"]
 
 
 def test_diversity():
     g = AMBIGUOUS
     strings, lengths = padded([(1, 2), (1, 2), (2, 1), (1, 2, 2)])
-    out = cfg_measure.diversity(g, strings, lengths, log_probs_B=np.log([0.5, 0.5, 0.25, 0.25]))
+    out = measure.diversity(g, strings, lengths, log_probs_B=np.log([0.5, 0.5, 0.25, 0.25]))
     assert out["distinct"] == 3 and out["distinct_fraction"] == 0.75
     assert out["entropy_bits"] == pytest.approx(1.5)
     probs = language(g)
     entropy = -sum(p * math.log2(p) for p in probs.values())
     sample = [np.asarray(x) for x in cfg.sample(g, jax.random.key(7), 4000)]
-    estimate = cfg_measure.diversity(g, *sample)
+    estimate = measure.diversity(g, *sample)
     assert estimate["distinct"] <= len(probs)
     assert abs(estimate["entropy_bits"] - entropy) < 4 * estimate["entropy_stderr_bits"]
-    assert cfg_measure.diversity(g, *padded([(2, 2, 2, 2)]))["entropy_bits"] == np.inf
+    assert measure.diversity(g, *padded([(2, 2, 2, 2)]))["entropy_bits"] == np.inf
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -175,19 +176,19 @@ def test_edit_distance_matches_levenshtein_to_the_whole_language(index):
     cases += [near[i] for i in rng.choice(len(near), 30, replace=False)]
     for string in cases:
         expected = min(levenshtein(string, w) for w in words)
-        assert cfg_robust.edit_distance_to_language(g, string, len(string)) == expected, string
-        assert cfg_robust.within_edits(g, string, len(string), expected)
-        assert not cfg_robust.within_edits(g, string, len(string), expected - 1)
+        assert robust.edit_distance_to_language(g, string, len(string)) == expected, string
+        assert robust.within_edits(g, string, len(string), expected)
+        assert not robust.within_edits(g, string, len(string), expected - 1)
         for slack in range(expected + 2):  # band-restricted tables: an upper bound, exact once slack >= distance
-            cost = cfg_robust._edit_cost(g, np.array(string, np.int64), slack)
+            cost = robust._edit_cost(g, np.array(string, np.int64), slack)
             assert cost == expected if slack >= expected else cost >= expected
 
 
 def test_edit_distance_second_pass():
     # 11 tokens, 5 above AMBIGUOUS's longest string: the first pass (slack 5) finds 7, the distance is 6
     string = (2, 2, 2, 2, 2, 1, 1, 2, 1, 2, 1)
-    assert cfg_robust._edit_cost(AMBIGUOUS, np.array(string), 5) == 7
-    assert cfg_robust.edit_distance_to_language(AMBIGUOUS, string, len(string)) == 6
+    assert robust._edit_cost(AMBIGUOUS, np.array(string), 5) == 7
+    assert robust.edit_distance_to_language(AMBIGUOUS, string, len(string)) == 6
     assert min(levenshtein(string, w) for w in language(AMBIGUOUS)) == 6
 
 
@@ -208,11 +209,11 @@ def test_edit_distance_one_and_two_agree_with_the_parser_on_cfg_small():
     rng = np.random.default_rng(0)
     for b, n in enumerate(lengths):
         clean = tuple(int(t) for t in strings[b, :n])
-        assert cfg_robust.edit_distance_to_language(g, clean, n) == 0
+        assert robust.edit_distance_to_language(g, clean, n) == 0
         once = list(single_edits(clean, g.num_terminals))
         valid = np.asarray(cfg.accepts(g, *padded(once)))
         for string, ok in zip(once[::7], valid[::7]):
-            assert cfg_robust.edit_distance_to_language(g, string, len(string)) == (0 if ok else 1)
+            assert robust.edit_distance_to_language(g, string, len(string)) == (0 if ok else 1)
         twice = list(single_edits(once[rng.integers(len(once))], g.num_terminals))[::9]
         twice_valid = np.asarray(cfg.accepts(g, *padded(twice)))
         for string, ok in zip(twice[:6], twice_valid[:6]):  # BFS: 0 if valid, 1 if a single edit fixes it, else 2
@@ -221,38 +222,38 @@ def test_edit_distance_one_and_two_agree_with_the_parser_on_cfg_small():
             else:
                 neighbours = list(single_edits(string, g.num_terminals))
                 expected = 1 if np.asarray(cfg.accepts(g, *padded(neighbours))).any() else 2
-            assert cfg_robust.edit_distance_to_language(g, string, len(string)) == expected
+            assert robust.edit_distance_to_language(g, string, len(string)) == expected
 
 
 def test_edit_distance_on_long_cfg3f_strings():
     g = cfg.load_grammar("cfg3f")
     strings, lengths = (np.asarray(x) for x in cfg.sample(g, jax.random.key(9), 2))
-    corrupted, changed = (np.asarray(x) for x in cfg_robust.corrupt(g, jax.random.key(1), strings, lengths, 0.02))
-    assert (cfg_robust.edit_distances(g, strings, lengths) == 0).all()
-    distances = cfg_robust.edit_distances(g, corrupted, lengths)
+    corrupted, changed = (np.asarray(x) for x in robust.corrupt(g, jax.random.key(1), strings, lengths, 0.02))
+    assert (robust.edit_distances(g, strings, lengths) == 0).all()
+    distances = robust.edit_distances(g, corrupted, lengths)
     assert (distances <= changed).all()
     np.testing.assert_array_equal(distances == 0, np.asarray(cfg.accepts(g, corrupted, lengths)))
-    short = cfg_robust.edit_distance_to_language(g, strings[0, :10], 10)  # 54 insertions at least
+    short = robust.edit_distance_to_language(g, strings[0, :10], 10)  # 54 insertions at least
     assert g.min_len - 10 <= short <= g.min_len
 
 
 def test_corrupt_counts_and_edge_rates():
     g = cfg.load_grammar("cfg_small")
     strings, lengths = cfg.sample(g, jax.random.key(10), 64)
-    corrupted, changed = cfg_robust.corrupt(g, jax.random.key(11), strings, lengths, 0.3)
+    corrupted, changed = robust.corrupt(g, jax.random.key(11), strings, lengths, 0.3)
     differ = np.asarray(corrupted) != np.asarray(strings)
     np.testing.assert_array_equal(differ.sum(1), np.asarray(changed))
     inside = np.arange(strings.shape[1])[None] < np.asarray(lengths)[:, None]
     assert not differ[~inside].any() and 0.2 < differ[inside].mean() < 0.4
     assert ((np.asarray(corrupted) >= 1) & (np.asarray(corrupted) <= g.num_terminals))[inside].all()
-    all_changed, count = cfg_robust.corrupt(g, jax.random.key(12), strings, lengths, 1.0)
+    all_changed, count = robust.corrupt(g, jax.random.key(12), strings, lengths, 1.0)
     assert ((np.asarray(all_changed) != np.asarray(strings)) == inside).all()
     np.testing.assert_array_equal(np.asarray(count), np.asarray(lengths))
-    none, count = cfg_robust.corrupt(g, jax.random.key(12), strings, lengths, 0.0)
+    none, count = robust.corrupt(g, jax.random.key(12), strings, lengths, 0.0)
     assert (np.asarray(none) == np.asarray(strings)).all() and not np.asarray(count).any()
-    same, count, chosen = cfg_robust.corrupt_some(g, jax.random.key(13), strings, lengths, 0.0, 0.5)
+    same, count, chosen = robust.corrupt_some(g, jax.random.key(13), strings, lengths, 0.0, 0.5)
     assert (np.asarray(same) == np.asarray(strings)).all() and not np.asarray(chosen).any()
-    some, count, chosen = cfg_robust.corrupt_some(g, jax.random.key(13), strings, lengths, 0.25, 1.0)
+    some, count, chosen = robust.corrupt_some(g, jax.random.key(13), strings, lengths, 0.25, 1.0)
     chosen = np.asarray(chosen)
     assert chosen.sum() == 16
     rows_changed = (np.asarray(some) != np.asarray(strings)).any(1)
@@ -266,7 +267,7 @@ def test_corrupt_is_jittable_with_traced_rates_and_keys():
 
     @jax.jit
     def run(key, rate, fraction):
-        return cfg_robust.corrupt_some(g, key, strings, lengths, fraction, rate)
+        return robust.corrupt_some(g, key, strings, lengths, fraction, rate)
 
     keys = jax.random.split(jax.random.key(15), 3)
     out, count, chosen = jax.vmap(run, in_axes=(0, None, None))(keys, 0.5, 0.5)
@@ -288,12 +289,12 @@ def test_corrupted_completion_ok():
     for position, x in itertools.product(range(len(rest)), range(1, g.num_terminals + 1)):
         candidate = rest[:position] + [x] + rest[position + 1:]
         full = np.r_[prefix, candidate]
-        if cfg_robust.edit_distance_to_language(g, full, len(full)) == 2:
+        if robust.edit_distance_to_language(g, full, len(full)) == 2:
             extra_error = candidate + [g.eos_id, 0]
             break
     assert extra_error is not None
     no_eos = rest + [rest[-1], rest[-1]]
     completions = np.array([clean, extra_error, no_eos, clean])
     prefixes = np.stack([prefix, prefix, prefix, string[:prefix_len]])
-    ok = cfg_robust.corrupted_completion_ok(g, prefixes, [prefix_len] * 4, [1, 1, 1, 0], completions)
+    ok = robust.corrupted_completion_ok(g, prefixes, [prefix_len] * 4, [1, 1, 1, 0], completions)
     np.testing.assert_array_equal(ok, [True, False, False, True])

@@ -6,8 +6,9 @@ import sys
 import pytest
 
 from lmphys import sweep
-from lmphys.config import load_config_file, validate
+from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
+from lmphys.train.run_config import validate
 from tests.conftest import REPO
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from lmphys import config as config_lib
-from lmphys.train import host_data, loop
-from lmphys.train import step as step_lib
+from lmphys.train import host_data, run_config, runs, step as step_lib
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -30,13 +29,13 @@ GOLDEN = {
 
 def first_batch(config) -> tuple[np.ndarray, ...]:
     """Batch 0 of the run's training stream: its host rows, or the rows the step makes on device."""
-    task = loop.TASK_BUILDERS[config.task.name](config.task)
+    task = runs.build_task(config)
     if hasattr(task, "host_batch"):
         batch = host_data.checked_rows(task, host_data.data_seed(config), 0)
     else:
         data = getattr(task, "data", None)
         make = jax.jit(lambda key, data: step_lib.batch_at_step(task.batch, key, 0, data))
-        batch = make(loop.run_keys(config)["data"], data)
+        batch = make(runs.run_keys(config)["data"], data)
     return tuple(np.asarray(array) for array in batch)
 
 
@@ -51,7 +50,7 @@ def digest(arrays: tuple[np.ndarray, ...]) -> str:
 @pytest.mark.parametrize("path,argument", list(GOLDEN))
 def test_first_training_batch_is_unchanged(path, argument):
     config = config_lib.load_config_file(os.path.join(CONFIGS, path), *([argument] if argument else []))
-    config_lib.validate(config)
+    run_config.validate(config)
     arrays = first_batch(config)
     assert arrays[0].shape == (config.task.batch_size, config.task.seq_len)
     assert digest(arrays) == GOLDEN[(path, argument)], f"the first batch of {path}:{argument} changed"

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmphys import config as config_lib, parallel
+from lmphys import parallel, worlds
 from lmphys.errors import DataError
 from lmphys.models import transformer
-from lmphys.tasks.base import Batch, causal_lm_batch
 from lmphys.train import host_data, loop, metrics, optim, stack, step as step_lib
+from lmphys.worlds.base import Batch, causal_lm_batch
 from tests.conftest import tiny_config
 
 QUIET = lambda line: None  # noqa: E731
@@ -40,11 +40,22 @@ class CountingTask:
         return {}
 
 
+# This module is also the "counting" world (lmphys.worlds' contract) while counting_config is in use.
+def task_from_config(task_config) -> CountingTask:
+    return CountingTask(task_config.batch_size, task_config.seq_len)
+
+
+def validate_config(config) -> None:
+    """Every field of the stand-in world is valid."""
+
+
+ANALYSES = {}
+
+
 @pytest.fixture
 def counting_config(monkeypatch, tmp_path):
-    """Configs of tiny runs on CountingTask, registered with the loop and the validation."""
-    monkeypatch.setitem(loop.TASK_BUILDERS, "counting", lambda task: CountingTask(task.batch_size, task.seq_len))
-    monkeypatch.setitem(config_lib.TASK_VALIDATORS, "counting", lambda config: None)
+    """Configs of tiny runs on CountingTask, registered as a world."""
+    monkeypatch.setitem(worlds.WORLDS, "counting", __name__)
 
     def make(name: str, data_seed: int = -1, steps: int = 8):
         config = tiny_config(str(tmp_path / name), steps)
@@ -142,7 +153,7 @@ def _run_steps(host_batches: list[Batch] | None):
     config = tiny_config("unused")
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=CountingTask.vocab_size)
     optimizer = optim.make_optimizer(config.optim)
-    graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
     mesh = parallel.make_mesh(config.parallel, 2, jax.devices()[:1])
     state = parallel.shard_state(mesh, stack.stack([step_lib.init_state(params, optimizer, config.optim)] * 2))
     step_fn = step_lib.make_step_fn(graphdef, optimizer, optim.Schedule.from_config(config.optim, 10),

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from lmphys.errors import DataError
-from lmphys.tasks import igsm, igsm_text, igsm_world
-from lmphys.tasks.base import ModelFns
-from lmphys.tasks.igsm_world import MOD
+from lmphys.worlds import igsm
+from lmphys.worlds.base import ModelFns
+from lmphys.worlds.igsm import graph
+from lmphys.worlds.igsm.graph import MOD
+from lmphys.worlds.igsm.text import LETTERS, RETRY_KINDS
 
 
 def _problems(difficulty, count, **kwargs):
@@ -87,7 +89,7 @@ def test_op_counts_the_solution_operations_and_follows_min_of_two_uniforms():
         written = sum(len(re.findall(r" [-+*] ", expression)) for expression in letter_parts)
         assert written == problem.op
         ops[problem.op] += 1
-    top = igsm_world.DIFFICULTIES["small"].max_train_op
+    top = graph.DIFFICULTIES["small"].max_train_op
     for op in range(1, top + 1):
         expected = (2 * (top - op) + 1) / top**2
         assert abs(ops[op] / 1600 - expected) < 0.035, (op, ops)
@@ -185,7 +187,7 @@ def test_checker_rejects_corruptions_with_the_first_bad_step():
                 break
         # A letter that no step defines.
         used = set(re.findall(r"\b[a-zA-Z]\b", problem.solution))
-        free = next(letter for letter in igsm_text.LETTERS if letter not in used)
+        free = next(letter for letter in LETTERS if letter not in used)
         for i, step in enumerate(steps):
             uses = re.findall(r"so \w = (\w) ", step)
             if uses and uses[0].isalpha():
@@ -216,7 +218,7 @@ def test_checker_reports_unreadable_and_duplicate_steps():
     assert "already defined" in _reason(problem, steps[:1] + steps)
 
 
-@pytest.mark.parametrize("kind", igsm_text.RETRY_KINDS)
+@pytest.mark.parametrize("kind", RETRY_KINDS)
 def test_retry_solutions_pass_and_mark_only_the_mistakes(kind):
     tok = igsm.tokenizer()
     backs = 0

@@ -13,8 +13,7 @@ import pytest
 from lmphys import config as config_lib, report, sweep
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
-from lmphys.tasks import igsm
-from lmphys.train import loop
+from lmphys.train import loop, run_config
 from tests.conftest import REPO
 
 IGSM, SWEEPS = os.path.join(REPO, "configs", "igsm"), os.path.join(REPO, "configs", "sweeps")
@@ -27,14 +26,7 @@ RETRY_FIELDS = {"task.retry_rate", "task.retry_kind", "task.mask_mistakes"}
 
 
 def check(config):
-    """The whole config once igsm is registered with lmphys.config; until then its task fields and
-    the model fields that bound the rows."""
-    if "igsm" in config_lib.TASK_VALIDATORS:
-        config_lib.validate(config)
-        return
-    igsm.validate(config.task)
-    assert config.model.width % config.model.num_heads == 0
-    assert config.task.seq_len <= config.task.eval_len <= config.model.max_len
+    run_config.validate(config)
 
 
 def trial_configs(name, arg):

@@ -6,19 +6,17 @@ import json
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from lmphys import igsm_probe
 from lmphys.errors import ConfigError
 from lmphys.models import transformer
-from lmphys.tasks import igsm, igsm_text, igsm_world
-from lmphys.tasks.igsm_world import Param, World
-from lmphys.train.step import init_model
+from lmphys.worlds import cfg, igsm
+from lmphys.worlds.igsm import graph, text, vprobe
+from lmphys.worlds.igsm.graph import Param, World
 
 TOKENIZER = igsm.tokenizer()
-RENDERER = igsm_text.Renderer(TOKENIZER)
+RENDERER = text.Renderer(TOKENIZER)
 MAX_LEN = 160  # shorter than some small problems' longest probe input, so a few are skipped
 # One training setting for every test, so that they share compiled code (the test time is mostly compiling).
 FIT = dict(steps=60, batch_size=16, learning_rate=1e-2)
@@ -27,7 +25,7 @@ FIT = dict(steps=60, batch_size=16, learning_rate=1e-2)
 def tiny_model(kind: str = "gpt", seed: int = 0):
     cfg = transformer.ModelConfig(kind=kind, vocab_size=TOKENIZER.vocab_size, num_layers=2, num_heads=2, width=32,
                                   max_len=MAX_LEN)
-    return init_model(cfg, jax.random.key(seed))
+    return transformer.init_model(cfg, jax.random.key(seed))
 
 
 def identity_gpt():
@@ -54,7 +52,7 @@ def hand_problem() -> igsm.Problem:
     values = (5, 8, 13, 7, 6)
     world = World(0, ("Supermarket", "Product", "Ingredient"), (("Walmart",), ("Canned Beans", "Canned Fruits"),
                                                                   ("Basil",)), params, values, (0, 3, 1, 2, 4), 4)
-    assert [igsm_world.evaluate(param, list(values)) for param in params] == list(values), "a consistent world"
+    assert [graph.evaluate(param, list(values)) for param in params] == list(values), "a consistent world"
     return igsm.Problem(world, query=2, steps=(0, 1, 2), letters={0: 0, 1: 1, 2: 2}, helpers={},
                         sentence_order=(0, 1, 2, 3), fmt="pq", difficulty="small", template=0)
 
@@ -62,11 +60,11 @@ def hand_problem() -> igsm.Problem:
 def test_labels_of_a_hand_checked_problem():
     problem = hand_problem()
     assert problem.solution.startswith("Define Walmart's Canned Beans as a; so a = 5. ")
-    nece = {example.params[0]: example.labels["nece"] for example in igsm_probe.question_examples(problem, RENDERER)}
+    nece = {example.params[0]: example.labels["nece"] for example in vprobe.question_examples(problem, RENDERER)}
     assert nece == {0: 1, 1: 1, 2: 1, 3: 0, 4: 0}
 
     depends = {(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3)}
-    pairs = igsm_probe.pair_examples(problem, RENDERER, np.random.default_rng(0), pairs_per_problem=100)
+    pairs = vprobe.pair_examples(problem, RENDERER, np.random.default_rng(0), pairs_per_problem=100)
     assert {example.params for example in pairs if example.labels["dep"]} == depends, "every dependent pair"
     assert sum(example.labels["dep"] == 0 for example in pairs) == len(depends), "as many independent ones"
     assert all(example.labels["dep"] == (example.params in depends) for example in pairs)
@@ -77,13 +75,13 @@ def test_labels_of_a_hand_checked_problem():
         2: ({0: 5, 1: 8}, {2, 3}, {2}),
         3: ({0: 5, 1: 8, 2: 13}, {3}, set()),
     }
-    examples = igsm_probe.step_examples(problem, RENDERER)
+    examples = vprobe.step_examples(problem, RENDERER)
     assert len(examples) == 4 * 5
     for steps_done, (known, can_next, nece_next) in expected.items():
         here = {example.params[0]: example.labels for example in examples if example.steps_done == steps_done}
         assert {index for index, labels in here.items() if labels["known"]} == set(known)
         assert {index: labels["value"] for index, labels in here.items() if labels["known"]} == known
-        assert all(labels["value"] == igsm_probe.NOT_COUNTED for index, labels in here.items() if index not in known)
+        assert all(labels["value"] == vprobe.NOT_COUNTED for index, labels in here.items() if index not in known)
         assert {index for index, labels in here.items() if labels["can_next"]} == can_next
         assert {index for index, labels in here.items() if labels["nece_next"]} == nece_next
 
@@ -95,9 +93,9 @@ def test_probe_inputs_are_the_prefix_then_the_query():
     sequence = prompt + solution
     dot, question_mark = TOKENIZER.ids["."], TOKENIZER.ids["?"]
     families = {
-        "question": igsm_probe.question_examples(problem, RENDERER),
-        "pair": igsm_probe.pair_examples(problem, RENDERER, np.random.default_rng(0), 6),
-        "steps": igsm_probe.step_examples(problem, RENDERER),
+        "question": vprobe.question_examples(problem, RENDERER),
+        "pair": vprobe.pair_examples(problem, RENDERER, np.random.default_rng(0), 6),
+        "steps": vprobe.step_examples(problem, RENDERER),
     }
     for family, examples in families.items():
         for example in examples:
@@ -115,7 +113,7 @@ def test_probe_inputs_are_the_prefix_then_the_query():
                 assert cut == len(prompt) + step_ends[example.steps_done - 1] + 1 and tokens[cut - 1] == dot
                 assert TOKENIZER.sol_id in tokens[:cut]
 
-    rows, used = igsm_probe.probe_rows([problem], max_len=MAX_LEN)
+    rows, used = vprobe.probe_rows([problem], max_len=MAX_LEN)
     assert list(used) == [0]
     for family, examples in families.items():
         family_rows = rows[family]
@@ -136,19 +134,19 @@ def test_a_model_that_cannot_see_the_prefix_makes_one_guess_for_every_row(proble
     of that class, whichever class it settles on. A probe reading the wrong position (a prefix
     token) or labels leaking into the input would score other values."""
     graphdef, params = identity_gpt()
-    rows, used = igsm_probe.probe_rows(problems, max_len=MAX_LEN)
+    rows, used = vprobe.probe_rows(problems, max_len=MAX_LEN)
     assert 0 < len(used) < len(problems), "problems too long for max_len are left out, not cut"
     half = len(used) // 2
-    for family, tasks in igsm_probe.FAMILIES.items():
+    for family, tasks in vprobe.FAMILIES.items():
         family_rows = rows[family]
-        scores = igsm_probe.fit_family(graphdef, params, family_rows, used[:half], used[half:], rank=8,
+        scores = vprobe.fit_family(graphdef, params, family_rows, used[:half], used[half:], rank=8,
                                        key=jax.random.key(0), **FIT)
         assert list(scores) == list(tasks)
         test_rows = np.isin(family_rows.problem_N, used[half:])
         for task, task_scores in scores.items():
             labels = family_rows.labels[task][test_rows]
-            labels = labels[labels != igsm_probe.NOT_COUNTED]
-            shares = np.bincount(labels, minlength=igsm_probe.NUM_CLASSES[task]) / len(labels)
+            labels = labels[labels != vprobe.NOT_COUNTED]
+            shares = np.bincount(labels, minlength=vprobe.NUM_CLASSES[task]) / len(labels)
             assert len(task_scores["accuracy"]) == 2 and task_scores["num_test"] == len(labels) > 0
             for accuracy in task_scores["accuracy"]:
                 assert np.min(np.abs(shares - accuracy)) < 1e-9, (task, accuracy, shares)
@@ -162,22 +160,22 @@ def test_a_label_planted_at_probe_end_is_read_and_a_shuffled_one_is_not(problems
     that number's token in place of <probe_end>: the identity model shows it to every layer, so
     known and value are read almost perfectly. Planting another row's marker leaves held-out
     problems at chance: what the probe learns must come from the read position."""
-    rows, used = igsm_probe.probe_rows(problems, max_len=MAX_LEN)
+    rows, used = vprobe.probe_rows(problems, max_len=MAX_LEN)
     steps_rows = rows["steps"]
     known_N = steps_rows.labels["known"] == 1
-    value_N = np.where(known_N, np.cumsum(known_N) % igsm_world.MOD, igsm_probe.NOT_COUNTED)
-    number_ids = np.array([TOKENIZER.ids[str(value)] for value in range(igsm_world.MOD)])
+    value_N = np.where(known_N, np.cumsum(known_N) % graph.MOD, vprobe.NOT_COUNTED)
+    number_ids = np.array([TOKENIZER.ids[str(value)] for value in range(graph.MOD)])
     marker_N = np.where(known_N, number_ids[np.maximum(value_N, 0)], TOKENIZER.probe_end_id)
     if shuffle:
         marker_N = np.random.default_rng(0).permutation(marker_N)
     tokens_NT = steps_rows.tokens_NT.copy()
     probe_end_N = np.argmax(tokens_NT == TOKENIZER.probe_end_id, axis=1)
     tokens_NT[np.arange(len(tokens_NT)), probe_end_N] = marker_N
-    planted = igsm_probe.ProbeRows(tokens_NT, steps_rows.read_N, steps_rows.problem_N,
+    planted = vprobe.ProbeRows(tokens_NT, steps_rows.read_N, steps_rows.problem_N,
                                    {**steps_rows.labels, "value": value_N.astype(np.int32)})
     graphdef, params = identity_gpt()
     half = len(used) // 2
-    scores = igsm_probe.fit_family(graphdef, params, planted, used[:half], used[half:], rank=8, key=jax.random.key(0),
+    scores = vprobe.fit_family(graphdef, params, planted, used[:half], used[half:], rank=8, key=jax.random.key(0),
                                    **FIT)
     for task in ("known", "value"):
         if shuffle:
@@ -187,25 +185,24 @@ def test_a_label_planted_at_probe_end_is_read_and_a_shuffled_one_is_not(problems
 
 
 def test_v_probe_run_compares_with_random_init_and_summarizes(monkeypatch):
-    config = ml_collections.ConfigDict({"task": igsm.default_config(), "model": {
-        "kind": "gpt", "num_layers": 2, "num_heads": 2, "width": 32, "max_len": MAX_LEN}})
-    _, trained = tiny_model(seed=7)
-    seen, v_probe = [], igsm_probe.v_probe
+    task = igsm.IGSMTask(igsm.default_config())
+    graphdef, trained = tiny_model(seed=7)
+    seen, v_probe = [], vprobe.v_probe
 
     def recording_v_probe(graphdef, params, problems, **kwargs):
         seen.append((params, problems))
         return v_probe(graphdef, params, problems, **kwargs)
 
-    monkeypatch.setattr(igsm_probe, "v_probe", recording_v_probe)
-    result = igsm_probe.analyze_run(config, trained, num_problems=24, **FIT)
+    monkeypatch.setattr(vprobe, "v_probe", recording_v_probe)
+    result = vprobe.analyze_run(task, graphdef, trained, num_problems=24, **FIT)
     assert seen[0][0] is trained and seen[0][1] is seen[1][1], "both models probe the same problems"
     leaves = zip(jax.tree.leaves(seen[0][0]), jax.tree.leaves(seen[1][0]))
     assert not all(np.allclose(a, b) for a, b in leaves), "the baseline is a fresh model"
     assert all(problem.difficulty == "small" and problem.template < 17 for problem in seen[0][1]), "training split"
     assert set(result) == {"summary", "trained", "random_init"}
-    assert list(result["trained"]["tasks"]) == list(igsm_probe.TASKS)
+    assert list(result["trained"]["tasks"]) == list(vprobe.TASKS)
     assert result["trained"]["num_problems"] + result["trained"]["num_skipped"] == 24
-    assert set(result["summary"]) == {f"vprobe_{task}_{kind}" for task in igsm_probe.TASKS
+    assert set(result["summary"]) == {f"vprobe_{task}_{kind}" for task in vprobe.TASKS
                                       for kind in ("last", "random", "majority")}
     assert result["summary"]["vprobe_nece_random"] == result["random_init"]["tasks"]["nece"]["accuracy"][-1]
     assert json.loads(json.dumps(result)) == result
@@ -214,9 +211,8 @@ def test_v_probe_run_compares_with_random_init_and_summarizes(monkeypatch):
 def test_bad_requests_are_typed_errors(problems):
     graphdef, params = tiny_model()
     with pytest.raises(ConfigError, match="tasks"):
-        igsm_probe.v_probe(graphdef, params, problems, tasks=("nece", "answer"))
+        vprobe.v_probe(graphdef, params, problems, tasks=("nece", "answer"))
     with pytest.raises(ConfigError, match="decoder"):
-        igsm_probe.v_probe(*tiny_model("bert"), problems)
-    config = ml_collections.ConfigDict({"task": {"name": "cfg"}})
+        vprobe.v_probe(*tiny_model("bert"), problems)
     with pytest.raises(ConfigError, match="igsm"):
-        igsm_probe.v_probe_run(config, params)
+        vprobe.v_probe_run(cfg.CFGTask(cfg.load_grammar("cfg_small"), batch_size=2, seq_len=32), graphdef, params)

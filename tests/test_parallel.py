@@ -10,9 +10,9 @@ import pytest
 
 from lmphys import parallel
 from lmphys.errors import ConfigError
-from lmphys.tasks import cfg
-from lmphys.train import optim, stack, step as step_lib
 from lmphys.models import transformer
+from lmphys.train import optim, stack, step as step_lib
+from lmphys.worlds import cfg
 from tests.conftest import tiny_config
 
 
@@ -26,7 +26,7 @@ def _stacked_setup(num_models: int, batch_size: int = 8):
     states, graphdef = [], None
     for index in range(num_models):
         config.optim.learning_rate = 1e-3 * (index + 1)  # per-model hyperparameters must follow their model
-        graphdef, params = step_lib.init_model(model_cfg, jax.random.key(index))
+        graphdef, params = transformer.init_model(model_cfg, jax.random.key(index))
         states.append(step_lib.init_state(params, optimizer, config.optim))
     keys = [stack.stack([jax.random.key(100 + i) for i in range(num_models)]),
             stack.stack([jax.random.key(200 + i) for i in range(num_models)])]

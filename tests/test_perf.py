@@ -10,8 +10,7 @@ import pytest
 from lmphys import perf
 from lmphys.config import load_config_file
 from lmphys.models import transformer
-from lmphys.train import optim, stack
-from lmphys.train import step as step_lib
+from lmphys.train import optim, stack, step as step_lib
 
 
 def compiled_step(shape: perf.PerfShape, levers: perf.Levers):
@@ -19,7 +18,7 @@ def compiled_step(shape: perf.PerfShape, levers: perf.Levers):
     model_cfg = perf.model_config(shape, levers)
     optim_cfg = perf._optim_config()
     optimizer = optim.make_optimizer(optim_cfg)
-    graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
     from lmphys import parallel
 
     mesh = parallel.make_mesh(perf._parallel_config(), 1, jax.devices()[:1])

@@ -4,12 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from lmphys import cfg_structure, parallel
+from lmphys import parallel
 from lmphys.config import load_config_file
 from lmphys.models import transformer
 from lmphys.probe import train_linear_probes
-from lmphys.tasks import cfg
 from lmphys.train import optim, stack, step as step_lib
+from lmphys.worlds import cfg
+from lmphys.worlds.cfg.structure import compare_with_random_init
 from tests.conftest import REPO
 
 
@@ -113,7 +114,7 @@ def test_trained_model_encodes_the_trees_better_than_random_init():
     config.optim.warmup_steps = 20
     task = cfg.task_from_config(config.task)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
     optimizer = optim.make_optimizer(config.optim)
     state = stack.stack([step_lib.init_state(params, optimizer, config.optim)])  # K = 1 stacked model
     mesh = parallel.make_mesh(config.parallel, devices=jax.devices()[:1])
@@ -123,7 +124,7 @@ def test_trained_model_encodes_the_trees_better_than_random_init():
     for _ in range(steps):
         state, _ = step_fn(state, data_keys, dropout_keys)
 
-    results = cfg_structure.compare_with_random_init(
+    results = compare_with_random_init(
         graphdef, stack.unstack(state["params"], 0), task.grammar, jax.random.key(3), num_strings=128, probe_steps=200)
     trained, random_init = results["trained"], results["random_init"]
     bottom = task.grammar.num_levels - 2

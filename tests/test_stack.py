@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lmphys.errors import ConfigError
-from lmphys.train import checkpoint, loop, metrics
+from lmphys.train import checkpoint, loop, metrics, runs
 from tests.conftest import REPO, tiny_config
 
 QUIET = lambda line: None  # noqa: E731
@@ -43,7 +43,7 @@ def test_three_stacked_models_train_exactly_as_three_separate_runs(tmp_path):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
         assert together.eval_metrics["loss"] == pytest.approx(separate.eval_metrics["loss"], rel=1e-4)
         # each stacked model keeps its own checkpoints, from which it can be loaded alone
-        restored = loop.load_trained(together.workdir)
+        restored = runs.load_trained(together.workdir)
         assert restored.step == 8
         for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(together.state["params"])):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

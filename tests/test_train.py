@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from lmphys.models import transformer
-from lmphys.tasks.base import Batch
 from lmphys.train import loop, metrics, optim, step as step_lib
+from lmphys.worlds.base import Batch
 
 
 def test_schedule_warms_up_then_decays_to_the_final_fraction(make_tiny_config):
@@ -55,7 +55,7 @@ def test_weight_decay_skips_biases_and_norm_scales(make_tiny_config):
 def test_loss_ignores_masked_positions(make_tiny_config):
     config = make_tiny_config()
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=8)
-    graphdef, params = step_lib.init_model(model_cfg, jax.random.key(0))
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
     inputs = jax.random.randint(jax.random.key(1), (2, 16), 1, 8)
     targets = jax.random.randint(jax.random.key(2), (2, 16), 1, 8)
     mask = jnp.zeros((2, 16)).at[:, :8].set(1.0)

@@ -18,16 +18,16 @@ import ml_collections
 
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
-from lmphys.tasks import bio_manip
+from lmphys.worlds.bio.manipulation import KINDS
 
 
 def get_config(arg: str = "classify_month_2,cot") -> ml_collections.ConfigDict:
     kind, _, rest = arg.partition(",")
     style, _, scale = rest.partition(",")
     style, scale = style or "cot", scale or "small"
-    if kind not in bio_manip.KINDS or style not in ("cot", "plain") or scale not in ("small", "paper"):
+    if kind not in KINDS or style not in ("cot", "plain") or scale not in ("small", "paper"):
         raise ConfigError(f"config argument {arg!r} is invalid: it must be <kind>,<cot|plain>[,paper] with kind one of "
-                          f"{', '.join(bio_manip.KINDS)}")
+                          f"{', '.join(KINDS)}")
     config = load_config_file(os.path.join(os.path.dirname(__file__), f"{scale}.py"), "mixed,multi5_permute")
     config.workdir = f"runs/bio_{scale}_{kind}_{style}"
     config.task.qa_kind = kind

@@ -8,7 +8,7 @@ The argument is "<mode>,<augmentation>": mode pretrain (biographies only), mixed
 QA of the training half, 0.8 of the rows), finetune (QA of the training half only, from the
 pretrained run in init_from; add --config.lora.embedding_rank=... --config.lora.attention_rank=...
 for LoRA), bert (a BERT-style encoder pretrained with whole-word masked LM on the biographies:
-every token is a word, so token masking is whole-word masking; compare it by probing); augmentation one of lmphys.tasks.bio.AUGMENTATIONS (single, fullname, permute1,
+every token is a word, so token masking is whole-word masking; compare it by probing); augmentation one of lmphys.worlds.bio.AUGMENTATIONS (single, fullname, permute1,
 permute5, multi2, multi5, multi5_permute, multi5_fullname_permute).
 configs/sweeps/part3_augment.py runs the whole augmentation table. configs/bio/paper.py is the
 paper-scale version.
@@ -19,7 +19,7 @@ import ml_collections
 
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
-from lmphys.tasks import bio
+from lmphys.worlds import bio
 
 MODES = ("pretrain", "mixed", "finetune", "bert")
 

@@ -14,7 +14,8 @@ import os
 
 import ml_collections
 
-from lmphys.config import apply_variant, load_config_file
+from lmphys.config import load_config_file
+from lmphys.worlds.cfg import apply_variant
 
 
 def get_config(grammar: str = "cfg3f", variant: str = "rope") -> ml_collections.ConfigDict:

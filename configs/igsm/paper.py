@@ -23,7 +23,7 @@ import ml_collections
 
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
-from lmphys.tasks import igsm
+from lmphys.worlds import igsm
 
 HEAD_DIM = 64
 # difficulty: (weight decay, batch, context, steps)

@@ -14,7 +14,7 @@ import os
 import ml_collections
 
 from lmphys.config import load_config_file
-from lmphys.tasks import bio_manip
+from lmphys.worlds.bio.manipulation import KINDS
 
 
 def get_config(scale: str = "small") -> ml_collections.ConfigDict:
@@ -24,6 +24,6 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     sweep.base = load_config_file(os.path.join(os.path.dirname(__file__), "..", "bio", "manipulation.py"),
                                   f"classify_month_2,cot{suffix}")
     sweep.base.workdir = sweep.workdir
-    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": list(bio_manip.KINDS), "qa_cot": [False, True]}})
+    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": list(KINDS), "qa_cot": [False, True]}})
     sweep.analyses = ()
     return sweep

@@ -363,6 +363,12 @@ def build_model(cfg: ModelConfig, key_or_rngs: jax.Array | int | nnx.Rngs) -> GP
     raise ValueError(f"model kind {cfg.kind!r} is not one of {MODEL_KINDS}")
 
 
+def init_model(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, dict]:
+    """Build the model and return its graph definition and its parameters as a pure dict."""
+    graphdef, state = nnx.split(build_model(cfg, key))
+    return graphdef, nnx.to_pure_dict(state)
+
+
 def apply(
     graphdef: nnx.GraphDef,
     params: nnx.State,

@@ -1,1 +1,2 @@
-"""Training: pure steps, optimizers, the loop, checkpoints and metrics."""
+"""Training: run configs and their validation, pure steps, optimizers, the loop, checkpoints,
+metrics, and finished runs loaded back for analysis (runs.py)."""

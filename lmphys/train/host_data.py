@@ -1,6 +1,6 @@
 """Batches made on the host, for worlds whose data can't be made on device (Part 2's iGSM
 problems are built in Python): the loop feeds the step with a task's `host_batch(seed, step)`
-(tasks/base.py, `HostTask`), computed in the loop's thread or by worker processes that keep a
+(worlds/base.py, `HostTask`), computed in the loop's thread or by worker processes that keep a
 few steps ahead of training.
 
 Batch s is a pure function of (data seed, s) (DESIGN.md, principle 2): a resumed run replays
@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from lmphys.errors import DataError
-from lmphys.tasks.base import Batch
+from lmphys.worlds.base import Batch
 
 DTYPES = Batch(inputs=np.int32, targets=np.int32, loss_mask=np.float32)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
 import json
 import math
 import os
@@ -30,20 +29,9 @@ import jax
 import ml_collections
 
 from lmphys import config as config_lib, parallel
-from lmphys.errors import DataError, LmphysError
-from lmphys.models import decode, transformer
-from lmphys.tasks import cfg
-from lmphys.tasks.base import ModelFns
-from lmphys.train import checkpoint, host_data, lora, metrics, optim, stack, step as step_lib
-
-
-
-def _imported_on_use(world: str) -> Callable[[ml_collections.ConfigDict], Any]:
-    """A task builder that imports its world when first used (bio loads name lists and templates)."""
-    return lambda task_config: importlib.import_module(f"lmphys.tasks.{world}").task_from_config(task_config)
-
-
-TASK_BUILDERS = {"cfg": cfg.task_from_config, "bio": _imported_on_use("bio"), "igsm": _imported_on_use("igsm")}
+from lmphys.errors import LmphysError
+from lmphys.models import transformer
+from lmphys.train import checkpoint, host_data, metrics, run_config, runs, stack, step as step_lib
 
 
 class TrainingDiverged(LmphysError):
@@ -116,113 +104,6 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str, log: Callable[
             json.dump(current, handle, indent=2, sort_keys=True)
 
 
-def make_model_fns(graphdef, config: ml_collections.ConfigDict, task) -> Callable[[Any], ModelFns]:
-    """params -> the task's view of the model: jitted sampling (decoders only) and log-probs."""
-    log_probs = jax.jit(lambda params, tokens: jax.nn.log_softmax(transformer.apply(graphdef, params, tokens)))
-    generate = None
-    if config.model.kind == "gpt":
-        generate = jax.jit(
-            functools.partial(
-                decode.generate,
-                graphdef,
-                temperature=config.task.temperature,
-                greedy=config.task.temperature == 0,
-                eos_id=task.eos_id,
-            )
-        )
-
-    def bind(params) -> ModelFns:
-        sample = None if generate is None else functools.partial(generate, params)
-        return ModelFns(sample=sample, log_probs=functools.partial(log_probs, params))
-
-    return bind
-
-
-def run_keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
-    """The run's PRNG keys: model init, data, dropout, eval batch and eval sampling from `seed`;
-    `data_seed` (when >= 0) replaces the data stream alone, to vary data order at a fixed init."""
-    names = ("model", "data", "dropout", "eval_batch", "eval")
-    keys = dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
-    if config.data_seed >= 0:
-        keys["data"] = jax.random.split(jax.random.key(config.data_seed), len(names))[1]
-    return keys
-
-
-@dataclasses.dataclass
-class _Setup:
-    """What the stacked models of a job share: the task, the model code and the optimizer."""
-
-    task: Any
-    model_cfg: transformer.ModelConfig
-    graphdef: Any
-    optimizer: Any
-    schedule: optim.Schedule
-
-
-def _setup(config: ml_collections.ConfigDict) -> _Setup:
-    task = TASK_BUILDERS[config.task.name](config.task)
-    model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    graphdef = step_lib.init_model(model_cfg, jax.random.key(0))[0]
-    optimizer = optim.make_optimizer(config.optim)
-    return _Setup(task, model_cfg, graphdef, optimizer, optim.Schedule.from_config(config.optim, config.train.steps))
-
-
-def _initial_state(setup: _Setup, config: ml_collections.ConfigDict) -> step_lib.TrainState:
-    """A fresh model, or (init_from) a trained one, maybe with LoRA factors to train on top."""
-    params = step_lib.init_model(setup.model_cfg, run_keys(config)["model"])[1]
-    frozen = None
-    source = config_lib.init_from(config)
-    if source:
-        params = _pretrained_params(source, params)
-        ranks = config_lib.lora_ranks(config)
-        if any(ranks):
-            frozen = params
-            params = lora.init(frozen, run_keys(config)["model"], embedding_rank=ranks[0], attention_rank=ranks[1])
-    # The model's own optimizer, not the shared one: its injected state holds this model's weight
-    # decay, which the shared update then reads.
-    return step_lib.init_state(params, optim.make_optimizer(config.optim), config.optim, frozen)
-
-
-def _pretrained_params(workdir: str, like: dict) -> dict:
-    """The latest parameters of the run in `workdir`, checked to fit this run's model."""
-    trained = load_trained(workdir).params
-    expected = jax.tree.map(lambda leaf: leaf.shape, like)
-    found = jax.tree.map(lambda leaf: leaf.shape, trained)
-    if expected != found:
-        raise DataError(f"init_from = {workdir!r}: its model's parameter shapes differ from this config's model "
-                        "(model.* and the task's vocabulary must match the pretrained run)")
-    return trained
-
-
-@dataclasses.dataclass
-class TrainedRun:
-    """A run's latest checkpoint, ready for analysis: its config, task, model and parameters."""
-
-    config: ml_collections.ConfigDict
-    task: Any
-    graphdef: Any
-    params: Any
-    step: int
-
-
-def load_trained(workdir: str) -> TrainedRun:
-    """The config and latest parameters of the run in `workdir` (for probes and reports)."""
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
-        raise DataError(f"{workdir} holds no config.json: is it a run's workdir?")
-    with open(config_path) as handle:
-        config = ml_collections.ConfigDict(json.load(handle))
-    config_lib.validate(config)
-    setup = _setup(config)
-    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
-    step = checkpoints.latest_step()
-    if step is None:
-        raise DataError(f"{workdir} holds no finished checkpoint yet")
-    state = checkpoints.restore(step, _initial_state(setup, config))
-    checkpoints.close()
-    return TrainedRun(config, setup.task, setup.graphdef, step_lib.model_params(state), step)
-
-
 def _last_record(metrics_path: str, split: str) -> dict[str, float]:
     records = [r for r in metrics.read_metrics(os.path.dirname(metrics_path)) if r["split"] == split]
     if not records:
@@ -238,7 +119,7 @@ class _Member:
         self.workdir = os.path.abspath(config.workdir)
         os.makedirs(self.workdir, exist_ok=True)
         _save_config(config, self.workdir, log)
-        self.keys = run_keys(config)
+        self.keys = runs.run_keys(config)
         self.checkpoints = checkpoint.Checkpointer(self.workdir, config.train.keep_checkpoints)
         self.writer: metrics.MetricsWriter | None = None
         self.last_train: dict[str, float] = {}
@@ -315,8 +196,8 @@ def run_group(
 
 def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Validate; a task that counts exposures (Part 3.3) sets train.steps from them."""
-    config_lib.validate(config)
-    task = TASK_BUILDERS[config.task.name](config.task)
+    run_config.validate(config)
+    task = runs.build_task(config)
     if hasattr(task, "train_steps"):
         steps = task.train_steps(config.train.steps)
         if steps != config.train.steps:
@@ -327,12 +208,12 @@ def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.Co
 
 def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack) -> list[RunSummary]:
     first = configs[0]
-    setup = _setup(first)
+    parts = runs.build(first)
     members = [_Member(config, log) for config in configs]
     start = _common_start(members, log)
     states = []
     for member in members:
-        state = _initial_state(setup, member.config)
+        state = runs.initial_state(parts, member.config)
         states.append(member.checkpoints.restore(start, state) if start else state)
     if start:
         where = members[0].checkpoints.directory if len(members) == 1 else f"{len(members)} workdirs"
@@ -355,36 +236,36 @@ def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack
     device_peak = metrics.device_peak_flops()
     progress = metrics.Progress(
         tokens_per_step,
-        transformer.flops_per_token(setup.model_cfg, first.task.seq_len),
+        transformer.flops_per_token(parts.model_cfg, first.task.seq_len),
         None if device_peak is None else device_peak * mesh.size,
     )
     stacked = f"{num_models} stacked models, " if num_models > 1 else ""
     layout = "" if mesh.size == 1 else f" ({', '.join(f'{axis} {size}' for axis, size in mesh.shape.items())})"
     log(
         f"model: {first.model.kind} {first.model.num_layers} layers x {first.model.width} wide, "
-        f"{first.model.position} positions, {params_text}; task: {_describe(first, setup.task)}; {stacked}{total_steps} steps of {tokens_per_step} tokens on "
+        f"{first.model.position} positions, {params_text}; task: {_describe(first, parts.task)}; {stacked}{total_steps} steps of {tokens_per_step} tokens on "
         f"{mesh.size} x {mesh.devices.flat[0].device_kind}{layout}"
     )
 
     end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
-    host_fed = hasattr(setup.task, "host_batch")  # a world made in Python (host_data.py)
+    host_fed = hasattr(parts.task, "host_batch")  # a world made in Python (host_data.py)
     host = None
     if host_fed and start < end:  # its workers (if any) start now
         seeds = [host_data.data_seed(member.config) for member in members]
-        host = cleanup.enter_context(host_data.HostBatches(setup.task, seeds, start, setup.task.data_workers,
-                                                                prefetch=max(4, 2 * setup.task.data_workers)))
-    task_data = getattr(setup.task, "data", None)
+        host = cleanup.enter_context(host_data.HostBatches(parts.task, seeds, start, parts.task.data_workers,
+                                                                prefetch=max(4, 2 * parts.task.data_workers)))
+    task_data = getattr(parts.task, "data", None)
     step_fn = step_lib.make_step_fn(
-        setup.graphdef, setup.optimizer, setup.schedule, getattr(setup.task, "batch", None),
+        parts.graphdef, parts.optimizer, parts.schedule, getattr(parts.task, "batch", None),
         first.model.dropout > 0, mesh, state, task_data, host_batches=host_fed,
     )
     finite_models = jax.jit(step_lib.finite_models)
-    eval_step = jax.jit(functools.partial(step_lib.eval_step, setup.graphdef))
-    model_fns = make_model_fns(setup.graphdef, first, setup.task)
+    eval_step = jax.jit(functools.partial(step_lib.eval_step, parts.graphdef))
+    model_fns = runs.make_model_fns(parts.graphdef, first, parts.task)
     if host_fed:  # fixed held-out batches
-        eval_batches = host_data.held_out_batches(setup.task, [member.config.seed for member in members])
+        eval_batches = host_data.held_out_batches(parts.task, [member.config.seed for member in members])
     else:
-        make_eval_batch = jax.jit(setup.task.batch) if task_data is None else jax.jit(lambda key: setup.task.batch(key, task_data))
+        make_eval_batch = jax.jit(parts.task.batch) if task_data is None else jax.jit(lambda key: parts.task.batch(key, task_data))
         eval_batches = [make_eval_batch(member.keys["eval_batch"]) for member in members]
     batch_shape = (num_models, first.task.batch_size, first.task.seq_len)
 
@@ -411,7 +292,7 @@ def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack
         params = step_lib.model_params(local_copy(_without_optimizer(state), index))
         values = {k: float(v) for k, v in jax.device_get(eval_step(params, eval_batches[index])).items()}
         del values["loss_tokens"]
-        values.update(setup.task.evaluate(model_fns(params), jax.random.fold_in(member.keys["eval"], at_step)))
+        values.update(parts.task.evaluate(model_fns(params), jax.random.fold_in(member.keys["eval"], at_step)))
         member.writer.write(at_step, "eval", values)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
         prefix = f"{member.name}: " if num_models > 1 else ""

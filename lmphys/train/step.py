@@ -21,21 +21,14 @@ from jax.sharding import Mesh
 
 from lmphys import parallel
 from lmphys.models import transformer
-from lmphys.tasks.base import Batch
 from lmphys.train import lora, optim
+from lmphys.worlds.base import Batch
 
 TrainState = dict[str, Any]
 Metrics = dict[str, jax.Array]
 # (stacked states, data keys [K], dropout keys [K]) -> (stacked states, metrics of shape [K]);
 # a step fed by host batches takes a fourth argument, the stacked `Batch` [K, B, T].
 StepFn = Callable[..., tuple[TrainState, Metrics]]
-
-
-def init_model(model_cfg: transformer.ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, dict]:
-    """Build the model and return its graph definition and its parameters as a pure dict."""
-    model = transformer.build_model(model_cfg, key)
-    graphdef, state = nnx.split(model)
-    return graphdef, nnx.to_pure_dict(state)
 
 
 def init_state(

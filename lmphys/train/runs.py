@@ -1,0 +1,144 @@
+"""A run's parts, made from its config, and a finished run loaded back for analysis.
+
+`build(config)` gives what the stacked models of a job share: the world's task (found by
+`task.name`, lmphys.worlds), the model's graph, the optimizer and the schedule. `run_keys` and
+`initial_state` are each model's own. `load_trained(workdir)` is the one way scripts
+(probe.py, generate.py) and analyses get a finished run: its config, task, model graph and latest
+parameters, as a `TrainedRun`; `trained_from_state` makes the same from a state still in memory
+(a sweep analysing the run it just trained). `make_model_fns` is the task's view of a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+from lmphys import config as config_lib, worlds
+from lmphys.errors import DataError
+from lmphys.models import decode, transformer
+from lmphys.train import checkpoint, lora, optim, run_config, step as step_lib
+from lmphys.worlds.base import ModelFns
+
+
+@dataclasses.dataclass
+class RunParts:
+    """What the stacked models of a job share: the task, the model code and the optimizer."""
+
+    task: Any
+    model_cfg: transformer.ModelConfig
+    graphdef: Any
+    optimizer: Any
+    schedule: optim.Schedule
+
+
+def build_task(config: ml_collections.ConfigDict) -> Any:
+    """The task of `config.task.name`'s world, built from `config.task`."""
+    return worlds.world(config.task.name).task_from_config(config.task)
+
+
+def build(config: ml_collections.ConfigDict) -> RunParts:
+    """The parts of a run that its stacked models share (see RunParts)."""
+    task = build_task(config)
+    model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
+    graphdef = transformer.init_model(model_cfg, jax.random.key(0))[0]
+    optimizer = optim.make_optimizer(config.optim)
+    return RunParts(task, model_cfg, graphdef, optimizer, optim.Schedule.from_config(config.optim, config.train.steps))
+
+
+def run_keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """The run's PRNG keys: model init, data, dropout, eval batch and eval sampling from `seed`;
+    `data_seed` (when >= 0) replaces the data stream alone, to vary data order at a fixed init."""
+    names = ("model", "data", "dropout", "eval_batch", "eval")
+    keys = dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
+    if config.data_seed >= 0:
+        keys["data"] = jax.random.split(jax.random.key(config.data_seed), len(names))[1]
+    return keys
+
+
+def initial_state(parts: RunParts, config: ml_collections.ConfigDict) -> step_lib.TrainState:
+    """A fresh model, or (init_from) a trained one, maybe with LoRA factors to train on top."""
+    params = transformer.init_model(parts.model_cfg, run_keys(config)["model"])[1]
+    frozen = None
+    source = config_lib.init_from(config)
+    if source:
+        params = _pretrained_params(source, params)
+        ranks = config_lib.lora_ranks(config)
+        if any(ranks):
+            frozen = params
+            params = lora.init(frozen, run_keys(config)["model"], embedding_rank=ranks[0], attention_rank=ranks[1])
+    # The model's own optimizer, not the shared one: its injected state holds this model's weight
+    # decay, which the shared update then reads.
+    return step_lib.init_state(params, optim.make_optimizer(config.optim), config.optim, frozen)
+
+
+def _pretrained_params(workdir: str, like: dict) -> dict:
+    """The latest parameters of the run in `workdir`, checked to fit this run's model."""
+    trained = load_trained(workdir).params
+    expected = jax.tree.map(lambda leaf: leaf.shape, like)
+    found = jax.tree.map(lambda leaf: leaf.shape, trained)
+    if expected != found:
+        raise DataError(f"init_from = {workdir!r}: its model's parameter shapes differ from this config's model "
+                        "(model.* and the task's vocabulary must match the pretrained run)")
+    return trained
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A run's parameters, ready for analysis: its config, task, model graph and parameters."""
+
+    config: ml_collections.ConfigDict
+    task: Any
+    graphdef: Any
+    params: Any
+    step: int
+
+
+def load_trained(workdir: str) -> TrainedRun:
+    """The config and latest parameters of the run in `workdir` (for probes, generation, analyses)."""
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise DataError(f"{workdir} holds no config.json: is it a run's workdir?")
+    with open(config_path) as handle:
+        config = ml_collections.ConfigDict(json.load(handle))
+    run_config.validate(config)
+    parts = build(config)
+    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
+    step = checkpoints.latest_step()
+    if step is None:
+        raise DataError(f"{workdir} holds no finished checkpoint yet")
+    state = checkpoints.restore(step, initial_state(parts, config))
+    checkpoints.close()
+    return TrainedRun(config, parts.task, parts.graphdef, step_lib.model_params(state), step)
+
+
+def trained_from_state(config: ml_collections.ConfigDict, state: step_lib.TrainState) -> TrainedRun:
+    """A TrainedRun of a run whose final state is still in memory (what `loop` returns)."""
+    parts = build(config)
+    return TrainedRun(config, parts.task, parts.graphdef, step_lib.model_params(state), int(state["step"]))
+
+
+def make_model_fns(graphdef, config: ml_collections.ConfigDict, task) -> Callable[[Any], ModelFns]:
+    """params -> the task's view of the model: jitted sampling (decoders only) and log-probs."""
+    log_probs = jax.jit(lambda params, tokens: jax.nn.log_softmax(transformer.apply(graphdef, params, tokens)))
+    generate = None
+    if config.model.kind == "gpt":
+        generate = jax.jit(
+            functools.partial(
+                decode.generate,
+                graphdef,
+                temperature=config.task.temperature,
+                greedy=config.task.temperature == 0,
+                eos_id=task.eos_id,
+            )
+        )
+
+    def bind(params) -> ModelFns:
+        sample = None if generate is None else functools.partial(generate, params)
+        return ModelFns(sample=sample, log_probs=functools.partial(log_probs, params))
+
+    return bind

@@ -1,0 +1,336 @@
+"""Part 3: the knowledge world as a training task.
+
+`BioTask` turns one `config.task` into training rows and evaluations:
+- world "bios" (Part 3.1/3.2) or "biod" (Part 3.3's bioD(N, K, C, D, L, T)).
+- The people are split once (by `world_seed`): the first `train_fraction` have QA in training,
+  the rest are only tested (out-of-distribution extraction). With `celebrity_fraction` > 0 the
+  celebrities get multi5+permute biographies, everyone else `augmentation`, and QA is trained on the
+  celebrities and tested on the others.
+- The mix of a batch, by rows (all rows are packed full): biographies, QA of the training half
+  (`qa_fraction`: 0 pretraining, 1 QA fine-tuning, 0.8 the paper's mixed training; the loss is only
+  on answers), and junk (`junk_fraction`: biographies of `junk_people` others, each seen rarely;
+  `domain_token` puts <useful> in front of every useful biography). `qa_kind` picks the questions:
+  "attributes" (the six retrieval questions) or a Part 3.2 manipulation kind, with `qa_cot`.
+- `exposures` > 0 sets the number of training steps so that each person's biographies are seen
+  that many times in expectation (Part 3.3: 100 or 1000).
+- Evaluation: greedy exact-match QA accuracy per attribute on both halves, `qa_train[_<attribute>]`
+  and `qa_test[_<attribute>]`; for a manipulation kind `manip_train`/`manip_test` (whole answer
+  exact) and `manip_train_final`/`manip_test_final` (the final answer right, CoT or not).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lmphys.errors import ConfigError
+from lmphys.worlds.base import Batch, ModelFns, masked_lm_batch
+from lmphys.worlds.bio import biod, manipulation, pack
+from lmphys.worlds.bio.people import ATTRIBUTES, sample_people
+from lmphys.worlds.bio.text import Augment, biographies, qa_tokens, tokenizer
+
+WORLDS = ("bios", "biod")
+QA_KINDS = ("attributes",) + manipulation.KINDS
+OBJECTIVES = ("lm", "mlm")
+CELEBRITY_AUGMENT = Augment(multi=5, permute=True)
+# The augmentations of Part 3.1's table, by name (fields of Augment).
+AUGMENTATIONS = {
+    "single": {},
+    "fullname": {"fullname": True},
+    "permute1": {"permute": True, "fresh_templates": False},
+    "permute5": {"multi": 5, "permute": True, "fresh_templates": False},
+    "multi2": {"multi": 2},
+    "multi5": {"multi": 5},
+    "multi5_permute": {"multi": 5, "permute": True},
+    "multi5_fullname_permute": {"multi": 5, "permute": True, "fullname": True},
+}
+_EVAL_CHUNK = 256  # prompts per generation call
+_PACKING_BUDGET_TOKENS = 2**26  # per pool: several packings while they fit (~320 MB of rows)
+_MOST_PACKINGS = 64
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field of a bio `config.task`, with the CPU-scale defaults."""
+    task = ml_collections.ConfigDict()
+    task.name = "bio"
+    task.world = "bios"  # bios (Parts 3.1, 3.2) or biod (Part 3.3)
+    task.objective = "lm"  # lm (GPT) or mlm (BERT-style encoder, biographies only)
+    task.batch_size = 32
+    task.seq_len = 128
+    task.people = 1000
+    task.world_seed = 0  # the people, their biographies and the split; fixed across model seeds
+    task.augmentation = "single"  # one of AUGMENTATIONS (Part 3.1's table)
+    task.celebrity_fraction = 0.0
+    task.train_fraction = 0.5  # people whose QA is in training; the rest are only tested
+    task.qa_kind = "attributes"  # attributes, or a manipulation kind (Part 3.2)
+    task.qa_cot = False
+    task.qa_fraction = 0.0  # share of rows that are QA: 0 pretraining, 0.8 mixed, 1 QA fine-tuning
+    task.junk_fraction = 0.0
+    task.junk_people = 0
+    task.domain_token = False
+    task.exposures = 0  # > 0: train.steps is set so each person is seen this often
+    task.biod = ml_collections.ConfigDict(
+        {"attributes": 4, "chunks": 2, "diversity": 32, "chunk_len": 2, "value_vocab": 64}
+    )
+    task.eval_people = 256  # per half, for QA accuracy
+    task.temperature = 0.0  # greedy answers
+    task.mask_rate = 0.15
+    return task
+
+
+def _check(ok: bool, field: str, message: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"task.{field} = {value!r} is invalid: {message}")
+
+
+def validate(task: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the first bad bio task field."""
+    for field in default_config().keys():
+        if field not in task:
+            raise ConfigError(f"task.{field} is missing from the config (see lmphys.worlds.bio.default_config)")
+    _check(task.world in WORLDS, "world", f"it must be one of {', '.join(WORLDS)}", task.world)
+    _check(task.objective in OBJECTIVES, "objective", f"it must be one of {', '.join(OBJECTIVES)}", task.objective)
+    _check(task.qa_kind in QA_KINDS, "qa_kind", f"it must be one of {', '.join(QA_KINDS)}", task.qa_kind)
+    for field in ("people", "batch_size", "eval_people"):
+        _check(isinstance(task[field], int) and task[field] > 0, field, "it must be a positive integer", task[field])
+    _check(task.seq_len >= 8, "seq_len", "it must be at least 8", task.seq_len)
+    for field in ("celebrity_fraction", "qa_fraction", "junk_fraction", "mask_rate"):
+        _check(0 <= task[field] <= 1, field, "it must lie in [0, 1]", task[field])
+    _check(0 < task.train_fraction < 1, "train_fraction", "it must lie in (0, 1)", task.train_fraction)
+    _check(task.qa_fraction + task.junk_fraction <= 1, "junk_fraction",
+           f"with task.qa_fraction = {task.qa_fraction} the shares must sum to at most 1", task.junk_fraction)
+    _check(task.qa_fraction + task.junk_fraction < 1 or task.qa_fraction == 1, "qa_fraction",
+           "junk needs some biography rows to be useless next to", task.qa_fraction)
+    _check(task.junk_fraction == 0 or task.junk_people > 0, "junk_people", "junk rows need junk people", task.junk_people)
+    _check(task.exposures >= 0, "exposures", "it must be zero or positive", task.exposures)
+    _check(task.exposures == 0 or task.qa_fraction < 1, "exposures", "exposures count biography rows; QA-only runs have none",
+           task.exposures)
+    _check(task.temperature >= 0, "temperature", "it must be zero (greedy) or positive", task.temperature)
+    _check(task.augmentation in AUGMENTATIONS, "augmentation", f"it must be one of {', '.join(AUGMENTATIONS)}",
+           task.augmentation)
+    if task.objective == "mlm":
+        _check(task.qa_fraction == 0 and task.world == "bios", "objective",
+               "the encoder (mlm) trains on biographies only: qa_fraction 0, world bios", task.objective)
+    if task.world == "biod":
+        _check(task.qa_fraction == 0, "qa_fraction", "bioD has no QA: it measures capacity", task.qa_fraction)
+        for field, value in task.biod.items():
+            _check(isinstance(value, int) and value > 0, f"biod.{field}", "it must be a positive integer", value)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """The task.* fields of a knowledge run (see `validate`)."""
+    validate(config.task)
+
+
+class BioTask:
+    """Training rows (on device) and QA evaluation of one knowledge-world configuration."""
+
+    def __init__(self, task: ml_collections.ConfigDict):
+        validate(task)
+        self.config = task
+        self.batch_size, self.seq_len, self.objective = task.batch_size, task.seq_len, task.objective
+        self._rows_per_pass: dict[int, int] = {}
+        if task.world == "biod":
+            self._build_biod(task)
+        else:
+            self._build_bios(task)
+        self.data = pack.device_data(self.pools)
+
+    # ---- construction -------------------------------------------------------------------------
+
+    def _split(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([self.config.world_seed, 1]).permutation(count)
+        trained = max(1, min(count - 1, int(round(self.config.train_fraction * count))))
+        return np.sort(order[:trained]), np.sort(order[trained:])
+
+    def _pack(self, flat_tokens: np.ndarray, offsets: np.ndarray, seed_offset: int, **kwargs) -> pack.Rows:
+        """As many packings of the documents as fit the budget (at least one); records how many rows
+        one pass over them takes in `self._rows_per_pass[seed_offset]`."""
+        rows, self._rows_per_pass[seed_offset] = pack.pack_several(
+            flat_tokens, offsets, budget_tokens=_PACKING_BUDGET_TOKENS, most=_MOST_PACKINGS,
+            seed=self.config.world_seed * 100 + seed_offset, seq_len=self.seq_len,
+            bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, **kwargs,
+        )
+        return rows
+
+    def _build_bios(self, task: ml_collections.ConfigDict) -> None:
+        tok = tokenizer()
+        self.tokenizer = tok
+        self.vocab_size, self.bos_id, self.eos_id, self.pad_id, self.mask_id = (
+            tok.vocab_size, tok.bos_id, tok.eos_id, tok.pad_id, tok.mask_id)
+        self.people = sample_people(task.world_seed, task.people)
+        augment = Augment(**AUGMENTATIONS[task.augmentation])
+        if task.celebrity_fraction > 0:
+            celebrities = int(round(task.celebrity_fraction * task.people))
+            order = np.random.default_rng([task.world_seed, 2]).permutation(task.people)
+            self.qa_train, self.qa_test = np.sort(order[:celebrities]), np.sort(order[celebrities:])
+            groups = [(self.qa_train, CELEBRITY_AUGMENT), (self.qa_test, augment)]
+        else:
+            self.qa_train, self.qa_test = self._split(task.people)
+            groups = [(np.arange(task.people), augment)]
+        self.bio_multi = augment.multi
+        prefix = (tok.id("<useful>"),) if task.domain_token else ()
+        parts = [biographies(self.people, task.world_seed, augment=group_augment, persons=persons)
+                 for persons, group_augment in groups if len(persons)]
+        flat = np.concatenate([part.tokens for part in parts])
+        starts = np.cumsum([0] + [len(part.tokens) for part in parts])
+        offsets = np.concatenate([[0]] + [part.offsets[1:] + start for part, start in zip(parts, starts)])
+        bios = self._pack(flat, offsets, 0, prefix=prefix, what="biography")
+        self.pools, self.shares = [], []
+        if task.qa_fraction < 1:
+            self.pools.append(bios)
+            self.shares.append(1.0 - task.qa_fraction - task.junk_fraction)
+        if task.qa_fraction > 0:
+            flat, offsets, loss_from = pack.concat_documents(self._qa_documents(self.qa_train))
+            self.pools.append(self._pack(flat, offsets, 7, loss_from=loss_from, what="question and answer"))
+            self.shares.append(task.qa_fraction)
+        if task.junk_fraction > 0:
+            junk_people = sample_people(task.world_seed + 10_007, task.junk_people)
+            junk = biographies(junk_people, task.world_seed + 10_007)
+            self.pools.append(self._pack(junk.tokens, junk.offsets, 9, what="junk biography"))
+            self.shares.append(task.junk_fraction)
+        self.bio_rows = self._rows_per_pass[0]
+        self._eval_sets = {
+            "train": self._eval_persons(self.qa_train, 3),
+            "test": self._eval_persons(self.qa_test, 4),
+        }
+
+    def _build_biod(self, task: ml_collections.ConfigDict) -> None:
+        spec = biod.BioDSpec(
+            num_people=task.people, num_attributes=task.biod.attributes, chunks=task.biod.chunks,
+            diversity=task.biod.diversity, chunk_len=task.biod.chunk_len, value_vocab=task.biod.value_vocab,
+        )
+        self.world = biod.make_world(spec, task.world_seed)
+        self.vocab_size, self.bos_id, self.eos_id, self.pad_id, self.mask_id = (
+            self.world.vocab_size, self.world.bos_id, self.world.eos_id, self.world.pad_id, self.world.mask_id)
+        augment = Augment(**AUGMENTATIONS[task.augmentation])
+        self.bio_multi = augment.multi
+        documents = biod.documents(self.world, task.world_seed, copies=augment.multi, permute=augment.permute)
+        prefix = (self.world.useful_id,) if task.domain_token else ()
+        self.pools = [self._pack(documents.tokens, documents.offsets, 0, prefix=prefix, what="bioD document")]
+        self.shares = [1.0 - task.junk_fraction]
+        if task.junk_fraction > 0:
+            junk_world = biod.make_world(dataclasses.replace(spec, num_people=task.junk_people), task.world_seed + 10_007)
+            junk = biod.documents(junk_world, task.world_seed + 10_007)
+            self.pools.append(self._pack(junk.tokens, junk.offsets, 9, what="junk document"))
+            self.shares.append(task.junk_fraction)
+        self.bio_rows = self._rows_per_pass[0]
+        self._eval_sets = {}
+
+    def _qa_documents(self, persons: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(question ids, answer ids) per QA pair of `persons` in the configured kind."""
+        tok = self.tokenizer
+        if self.config.qa_kind == "attributes":
+            questions, answers, _ = qa_tokens(self.people, persons)
+            return list(zip(questions, answers))
+        pairs = manipulation.manipulation_pairs(self.people, self.config.qa_kind, persons, self.config.world_seed,
+                                             self.config.qa_cot)
+        return [(np.asarray(tok.encode(p.question), np.int32), np.asarray(tok.encode(p.answer), np.int32))
+                for p in pairs]
+
+    def _eval_persons(self, persons: np.ndarray, salt: int) -> np.ndarray:
+        count = min(self.config.eval_people, len(persons))
+        return np.sort(np.random.default_rng([self.config.world_seed, salt]).choice(persons, count, replace=False))
+
+    # ---- training -----------------------------------------------------------------------------
+
+    def train_steps(self, configured_steps: int) -> int:
+        """Steps to run: `configured_steps`, or enough for `exposures` sightings of each person."""
+        if not self.config.exposures:
+            return configured_steps
+        biography_rows_per_step = self.batch_size * self.shares[0]
+        return int(math.ceil(self.config.exposures * self.bio_rows / (biography_rows_per_step * self.bio_multi)))
+
+    def batch(self, key: jax.Array, data: dict[str, jax.Array] | None = None) -> Batch:
+        """A training batch drawn from the packed rows in `data` (this task's `data` by default)."""
+        data = self.data if data is None else data
+        draw_key, mask_key = jax.random.split(key)
+        tokens, is_target = pack.draw_rows(draw_key, data, self.shares, self.batch_size)
+        if self.objective == "mlm":
+            rows = tokens[:, :-1]
+            maskable = is_target[:, :-1] & (rows != self.eos_id)
+            return masked_lm_batch(rows, mask_key, mask_id=self.mask_id, vocab_size=self.vocab_size,
+                                   rate=self.config.mask_rate, maskable_BT=maskable)
+        return pack.lm_batch(tokens, is_target)
+
+    # ---- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
+        """Greedy exact-match QA accuracy on the trained half and the tested half."""
+        if model.sample is None or not self._eval_sets:
+            return {}
+        metrics: dict[str, float] = {}
+        for half, persons in self._eval_sets.items():
+            if not len(persons):
+                continue
+            if self.config.qa_kind == "attributes":
+                metrics.update(self._attribute_accuracy(model, key, persons, half))
+            else:
+                metrics.update(self._manipulation_accuracy(model, key, persons, half))
+        return metrics
+
+    def _answers(self, model: ModelFns, key: jax.Array, questions: list[np.ndarray], longest_answer: int) -> list[np.ndarray]:
+        """The model's greedy continuation of [bos] + question, up to its eos (eos excluded)."""
+        width = max(len(q) for q in questions) + 1 + longest_answer + 1
+        outputs = []
+        for start in range(0, len(questions), _EVAL_CHUNK):
+            chunk = questions[start:start + _EVAL_CHUNK]
+            prompts = np.full((_EVAL_CHUNK, width), self.pad_id, np.int32)
+            lengths = np.ones(_EVAL_CHUNK, np.int32)
+            for row, question in enumerate(chunk):
+                prompts[row, 0] = self.bos_id
+                prompts[row, 1:len(question) + 1] = question
+                lengths[row] = len(question) + 1
+            rows = np.asarray(model.sample(jnp.asarray(prompts), jnp.asarray(lengths), key))
+            for row in range(len(chunk)):
+                generated = rows[row, lengths[row]:]
+                ends = np.flatnonzero(generated == self.eos_id)
+                outputs.append(generated[:ends[0]] if len(ends) else np.append(generated, -1))  # -1: never ended
+        return outputs
+
+    def _attribute_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
+        questions, answers, attribute = qa_tokens(self.people, persons)
+        generated = self._answers(model, key, questions, max(len(a) for a in answers))
+        correct = np.array([np.array_equal(g, a) for g, a in zip(generated, answers)])
+        attribute = np.asarray(attribute)
+        out = {f"qa_{half}_{name}": float(correct[attribute == index].mean()) for index, name in enumerate(ATTRIBUTES)}
+        out[f"qa_{half}"] = float(correct.mean())
+        return out
+
+    def _manipulation_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
+        tok = self.tokenizer
+        # Another seed than training's: comparisons on the trained half pair people afresh (the
+        # single-person questions do not depend on the seed).
+        pairs = manipulation.manipulation_pairs(self.people, self.config.qa_kind, persons, self.config.world_seed + 1,
+                                             self.config.qa_cot)
+        questions = [np.asarray(tok.encode(p.question), np.int32) for p in pairs]
+        answers = [np.asarray(tok.encode(p.answer), np.int32) for p in pairs]
+        generated = self._answers(model, key, questions, max(len(a) for a in answers))
+        exact = [np.array_equal(g, a) for g, a in zip(generated, answers)]
+        final = [
+            manipulation.final_answer(self.config.qa_kind, tok.decode([t for t in g if t >= 0])) == p.final
+            for g, p in zip(generated, pairs)
+        ]
+        return {f"manip_{half}": float(np.mean(exact)), f"manip_{half}_final": float(np.mean(final))}
+
+    def describe(self) -> str:
+        if self.config.world == "biod":
+            return f"bioD {self.config.people} people"
+        return f"bioS {self.config.people} people"
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_task(task_json: str) -> BioTask:
+    return BioTask(ml_collections.ConfigDict(json.loads(task_json)))
+
+
+def task_from_config(task_config: ml_collections.ConfigDict) -> BioTask:
+    """BioTask for a `config.task`; stacked models of one job (same task) share one build."""
+    return _cached_task(task_config.to_json(sort_keys=True))

@@ -1,0 +1,402 @@
+"""Part 3.1 of Physics of Language Models (knowledge storage and extraction): bioS texts.
+
+This module renders the biographies of the made-up people (people.py), the six QA pairs per
+person, and builds the closed word-level tokenizer every Part 3 text goes through:
+    docs = biographies(people, seed, Augment())  tokenized documents with value/name spans
+    qa_pairs(people) / qa_tokens(people)         the six retrieval questions and their answers
+    tok = tokenizer()                            encode / decode, round-trip exact
+
+Biographies are assembled from pre-tokenized pieces (template fragments, pronouns, pool values,
+names) with numpy gathers, never word by word, so 100k people x 5 renderings take seconds. Every
+random choice of a rendering (template per attribute, sentence order) is a hash of (seed, person
+index, rendering number), so a person's text does not depend on which other people are rendered.
+Rendering 0 with the person's fixed templates is bioS "single"; see `Augment` for the others.
+The QA pairs live here too: they are glued from the same compiled pieces as the biographies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import numpy as np
+
+from lmphys.errors import ConfigError, DataError
+from lmphys.worlds.bio.people import (
+    ATTRIBUTES,
+    DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
+    FIRST_YEAR,
+    MONTHS,
+    NUM_DATES,
+    NUM_YEARS,
+    People,
+    check_persons,
+    date_text,
+    pools,
+)
+from lmphys.worlds.bio.templates import (
+    ATTACHED,
+    BIOGRAPHY_TEMPLATES,
+    MANIPULATION_PHRASES,
+    QUESTION_TEMPLATES,
+    SPECIAL_TOKENS,
+    SUBJECT,
+    VALUE,
+    Tokenizer,
+    vocabulary_words,
+)
+
+SENTENCES = len(ATTRIBUTES)  # one sentence per attribute
+_CHUNK_DOCS = 32768  # documents assembled per numpy pass: bounds memory, keeps arrays in cache
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer (the word rule and the Tokenizer class live in templates.py)
+
+_PRONOUNS = ("He", "She", "he", "she")  # piece pronoun_base + 2 * (inside the sentence) + gender
+
+
+@functools.cache
+def tokenizer() -> Tokenizer:
+    """Built from the pools, the templates, the QA questions, numbers 0..2099, month names and
+    the manipulation questions' phrases; sorted, so the vocabulary is the same however it is built."""
+    p = pools()
+    texts = [*p.first_names, *p.middle_names, *p.last_names, *p.cities, *p.universities, *p.majors,
+             *p.employers, *p.employer_cities, *MONTHS, *QUESTION_TEMPLATES,
+             *(template for templates in BIOGRAPHY_TEMPLATES for template in templates),
+             *_PRONOUNS, *ATTACHED, *(str(number) for number in range(FIRST_YEAR + NUM_YEARS)),
+             *MANIPULATION_PHRASES]
+    words = {word for text in texts for word in vocabulary_words(text)} - set(SPECIAL_TOKENS)
+    return Tokenizer(SPECIAL_TOKENS + tuple(sorted(words)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces: every token sequence a biography or question is glued from, tokenized once.
+
+
+class _PieceTable:
+    """Token sequences stored back to back; piece k is tokens[start[k]:start[k] + length[k]]."""
+
+    def __init__(self):
+        self._pieces: list[list[int]] = []
+
+    def add(self, token_ids: Sequence[int]) -> int:
+        self._pieces.append(list(token_ids))
+        return len(self._pieces) - 1
+
+    def add_text(self, text: str) -> int:
+        return self.add(tokenizer().encode(text) if text else [])
+
+    def freeze(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lengths = np.array([len(piece) for piece in self._pieces], np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        tokens = np.array([token for piece in self._pieces for token in piece], np.int32)
+        return tokens, starts, lengths
+
+
+@dataclasses.dataclass(frozen=True)
+class _Compiled:
+    """The pieces of all templates and values (everything but the people's names)."""
+
+    tokens: np.ndarray  # int32, all pieces back to back
+    starts: np.ndarray  # int64 [num_pieces]
+    lengths: np.ndarray  # int64 [num_pieces]
+    ends_with_period: np.ndarray  # bool [num_pieces]
+    template_base: np.ndarray  # int64 [6]: global index of each attribute's first template
+    num_templates: np.ndarray  # int64 [6]
+    template_pieces: np.ndarray  # int64 [G, 5]: pre, subject, mid, value, post (slots hold -1)
+    subject_capital: np.ndarray  # bool [G]: the subject opens the sentence
+    post_without_period: np.ndarray  # int64 [G]: the fragment after the value minus its leading "."
+    pronoun_base: int
+    value_base: np.ndarray  # int64 [6]: piece of class 0 of each attribute (employer_city: per employer)
+    question_pieces: np.ndarray  # int64 [6, 2]: before and after {name}
+    name_word_ids: tuple[np.ndarray, np.ndarray, np.ndarray]  # token of every first, middle, last name
+
+
+def _template_parts(template: str) -> tuple[list[str], list[str], list[str]]:
+    """The words before the subject, between subject and value, and after the value."""
+    subject, value = SUBJECT, VALUE
+    if (template.count(subject) != 1 or template.count(value) != 1 or not template.endswith(".")
+            or template.index(subject) > template.index(value)):
+        raise DataError(f"template {template!r} needs one {subject}, then one {value}, and a final '.'")
+    pre, rest = template.split(subject)
+    mid, post = rest.split(value)
+    return vocabulary_words(pre), vocabulary_words(mid), vocabulary_words(post)
+
+
+def _fragment(table: _PieceTable, words: Sequence[str]) -> int:
+    """A template fragment such as [",", "so"] or ["was", "born", "on"]."""
+    return table.add([tokenizer().id(word) for word in words])
+
+
+@functools.cache
+def _compiled() -> _Compiled:
+    tok = tokenizer()
+    p = pools()
+    table = _PieceTable()
+    rows, subject_capital, post_without_period = [], [], []
+    for templates in BIOGRAPHY_TEMPLATES:
+        for template in templates:
+            pre, mid, post = _template_parts(template)
+            post_id = _fragment(table, post)
+            rows.append([_fragment(table, pre), -1, _fragment(table, mid), -1, post_id])
+            subject_capital.append(not pre)
+            post_without_period.append(_fragment(table, post[1:]) if post[:1] == ["."] else post_id)
+    pronoun_base = table.add([tok.id(_PRONOUNS[0])])
+    for pronoun in _PRONOUNS[1:]:
+        table.add([tok.id(pronoun)])
+    # The piece of value class c of attribute a is value_base[a] + c (employer_city: per employer).
+    value_base = [table.add_text(date_text(FIRST_YEAR, 1, 1))]
+    for label in range(1, NUM_DATES):
+        table.add_text(date_text(FIRST_YEAR + label // DAYS_PER_YEAR, label % DAYS_PER_YEAR // DAYS_PER_MONTH + 1,
+                                 label % DAYS_PER_MONTH + 1))
+    for values in (p.cities, p.universities, p.majors, p.employers, p.employer_cities):
+        value_base.append(table.add_text(values[0]))
+        for text in values[1:]:
+            table.add_text(text)
+    questions = []
+    for template in QUESTION_TEMPLATES:
+        before, after = template.split("{name}")
+        questions.append([_fragment(table, vocabulary_words(before)), _fragment(table, vocabulary_words(after))])
+    names = []
+    for pool in (p.first_names, p.middle_names, p.last_names):
+        ids = [tok.encode(name) for name in pool]
+        if any(len(word_ids) != 1 for word_ids in ids):
+            raise DataError("every first, middle and last name must be a single word of the vocabulary")
+        names.append(np.array([word_ids[0] for word_ids in ids], np.int32))
+    tokens, starts, lengths = table.freeze()
+    period = tok.id(".")
+    last_token = tokens[np.maximum(starts + lengths - 1, 0)]
+    return _Compiled(
+        tokens=tokens, starts=starts, lengths=lengths, ends_with_period=(lengths > 0) & (last_token == period),
+        template_base=np.cumsum([0] + [len(t) for t in BIOGRAPHY_TEMPLATES[:-1]]).astype(np.int64),
+        num_templates=np.array([len(t) for t in BIOGRAPHY_TEMPLATES], np.int64),
+        template_pieces=np.array(rows, np.int64), subject_capital=np.array(subject_capital, bool),
+        post_without_period=np.array(post_without_period, np.int64), pronoun_base=pronoun_base,
+        value_base=np.array(value_base, np.int64), question_pieces=np.array(questions, np.int64),
+        name_word_ids=tuple(names),
+    )
+
+
+def _with_names(compiled: _Compiled, people: People) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The piece table plus one 3-token name piece per person: (tokens, starts, lengths, name_base)."""
+    first_ids, middle_ids, last_ids = compiled.name_word_ids
+    name_tokens = np.stack([first_ids[people.first], middle_ids[people.middle], last_ids[people.last]], axis=1)
+    n = len(people)
+    tokens = np.concatenate([compiled.tokens, name_tokens.reshape(-1)])
+    starts = np.concatenate([compiled.starts, len(compiled.tokens) + 3 * np.arange(n, dtype=np.int64)])
+    lengths = np.concatenate([compiled.lengths, np.full(n, 3, np.int64)])
+    return tokens, starts, lengths, len(compiled.starts)
+
+
+def _value_pieces(compiled: _Compiled, people: People) -> np.ndarray:
+    """int64 [n, 6]: the piece of each person's value of each attribute."""
+    columns = [people.labels("birth_date"), people.birth_city, people.university, people.major,
+               people.employer, people.employer]
+    return compiled.value_base[None, :] + np.stack(columns, axis=1).astype(np.int64)
+
+
+def _gather(piece_ids_RK: np.ndarray, tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+    """Concatenate pieces row by row: (flat int32 tokens, row offsets int64 [R+1], start of every
+    piece inside its row int64 [R, K], piece lengths int64 [R, K])."""
+    lengths_RK = lengths[piece_ids_RK]
+    flat_lengths = lengths_RK.reshape(-1)
+    ends = np.cumsum(flat_lengths)
+    total = int(ends[-1]) if ends.size else 0
+    shift = np.repeat(starts[piece_ids_RK.reshape(-1)] - (ends - flat_lengths), flat_lengths)
+    flat = tokens[shift + np.arange(total, dtype=np.int64)]
+    row_lengths = lengths_RK.sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(row_lengths)]).astype(np.int64)
+    inside = np.cumsum(lengths_RK, axis=1) - lengths_RK
+    return flat, offsets, inside, lengths_RK
+
+
+# ---------------------------------------------------------------------------------------------
+# Biographies
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """The paper's knowledge augmentations. Augment() is bioS single; multi5 + permute is
+    Augment(multi=5, permute=True); permute1 / permute5 are multi 1 / 5 with permute=True and
+    fresh_templates=False; fullname is Augment(fullname=True)."""
+
+    multi: int = 1  # M renderings per person
+    permute: bool = False  # each rendering's sentence order shuffled
+    fullname: bool = False  # every sentence names the person in full (else the first only, then he/she)
+    fresh_templates: bool = True  # renderings after the first draw fresh templates (else reuse the first's)
+
+    def __post_init__(self):
+        if not isinstance(self.multi, (int, np.integer)) or self.multi < 1:
+            raise ConfigError(f"augment.multi must be a positive integer, got {self.multi!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Documents:
+    """Tokenized documents back to back (no bos/eos: the packer adds them); all spans and positions
+    are token offsets inside the document."""
+
+    tokens: np.ndarray  # int32 [total]
+    offsets: np.ndarray  # int64 [num_docs + 1]
+    person: np.ndarray  # int32 [num_docs]: index into the People the documents were made from
+    value_spans: np.ndarray  # int32 [num_docs, 6, 2]: (start, end) of each value, ATTRIBUTES order
+    name_spans: np.ndarray  # int32 [num_docs, 2]: (start, end) of the first full name
+    pronoun_positions: np.ndarray  # int32 [num_docs]: first He/She/he/she, -1 if none (fullname)
+
+    def __len__(self) -> int:
+        return int(self.person.shape[0])
+
+    def document(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+    def text(self, i: int) -> str:
+        return tokenizer().decode(self.document(i))
+
+
+_STREAM_TEMPLATE, _STREAM_ORDER = 0x7E3A, 0x0D2B  # separate hash streams for the two choices
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64 that scrambles every bit."""
+    with np.errstate(over="ignore"):
+        values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+def _hash(seed: int, stream: int, *coordinates: np.ndarray) -> np.ndarray:
+    """A uniform uint64 per element of the broadcast coordinates, a pure function of them."""
+    state = _mix(np.array([(int(seed) % 2**64) ^ (stream << 48)], np.uint64))
+    for coordinate in coordinates:
+        with np.errstate(over="ignore"):
+            state = _mix(state ^ (np.asarray(coordinate).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)))
+    return state
+
+
+def _below(hashes: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Uniform ints in [0, upper) from uniform uint64 hashes (upper < 2**32)."""
+    return ((hashes >> np.uint64(32)) * np.asarray(upper).astype(np.uint64) >> np.uint64(32)).astype(np.int64)
+
+
+def rendering_plan(seed: int, persons: np.ndarray, augment: Augment = Augment()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What `biographies` renders: (person [D], template index per attribute [D, 6] in ATTRIBUTES
+    order, order [D, 6] = the attribute of each sentence), D = M per person, consecutively.
+    Rendering k of person p depends on (seed, p, k) only; rendering 0 uses p's fixed templates."""
+    persons = np.asarray(persons, np.int64)
+    multi = int(augment.multi)
+    person = np.repeat(persons, multi)
+    rendering = np.tile(np.arange(multi, dtype=np.int64), len(persons))
+    template_rendering = rendering if augment.fresh_templates else np.zeros_like(rendering)
+    attribute = np.arange(SENTENCES, dtype=np.int64)[None, :]
+    compiled = _compiled()
+    templates = _below(_hash(seed, _STREAM_TEMPLATE, person[:, None], template_rendering[:, None], attribute),
+                       compiled.num_templates[None, :])
+    if augment.permute:
+        order = np.argsort(_hash(seed, _STREAM_ORDER, person[:, None], rendering[:, None], attribute), axis=1)
+    else:
+        order = np.broadcast_to(attribute, (len(person), SENTENCES))
+    return person, templates, np.ascontiguousarray(order, np.int64)
+
+
+_PRE, _SUBJECT, _MID, _VALUE, _POST = range(5)  # the pieces of one sentence
+
+
+def _render_chunk(compiled, table, value_pieces, gender, person, templates, order, fullname):
+    """Token arrays of documents (see biographies) for one chunk of the plan."""
+    tokens, starts, lengths, name_base = table
+    docs = len(person)
+    rows = np.arange(docs)[:, None]
+    template_global = compiled.template_base[order] + templates[rows, order]  # [D, 6] in sentence order
+    pieces = compiled.template_pieces[template_global]  # [D, 6, 5]
+    value_piece = value_pieces[person[:, None], order]
+    names = fullname | (np.arange(SENTENCES) == 0)[None, :]
+    pronoun = compiled.pronoun_base + 2 * (~compiled.subject_capital[template_global]) + gender[person][:, None]
+    pieces[..., _SUBJECT] = np.where(names, name_base + person[:, None], pronoun)
+    pieces[..., _VALUE] = value_piece
+    pieces[..., _POST] = np.where(compiled.ends_with_period[value_piece],
+                                  compiled.post_without_period[template_global], pieces[..., _POST])
+    flat, offsets, inside, piece_lengths = _gather(pieces.reshape(docs, SENTENCES * 5), tokens, starts, lengths)
+    inside = inside.reshape(docs, SENTENCES, 5)
+    value_start = inside[..., _VALUE]
+    value_spans = np.zeros((docs, SENTENCES, 2), np.int32)
+    value_spans[rows, order, 0] = value_start
+    value_spans[rows, order, 1] = value_start + piece_lengths.reshape(docs, SENTENCES, 5)[..., _VALUE]
+    name_start = inside[:, 0, _SUBJECT]
+    name_spans = np.stack([name_start, name_start + 3], axis=1).astype(np.int32)
+    # Without fullname the second sentence's subject is the first pronoun.
+    pronoun_positions = np.full(docs, -1, np.int32) if fullname else inside[:, 1, _SUBJECT].astype(np.int32)
+    return flat, offsets, value_spans, name_spans, pronoun_positions
+
+
+def biographies(people: People, seed: int, augment: Augment = Augment(), persons: np.ndarray | None = None) -> Documents:
+    """M = augment.multi tokenized biographies of each person in `persons` (default all),
+    consecutive per person; one sentence per attribute. A function of (seed, people, augment);
+    a person's documents do not depend on which other persons are rendered."""
+    persons = check_persons(people, persons)
+    compiled = _compiled()
+    table = _with_names(compiled, people)
+    value_pieces = _value_pieces(compiled, people)
+    gender = np.asarray(people.gender, np.int64)
+    person, templates, order = rendering_plan(seed, persons, augment)
+    parts = []
+    for begin in range(0, len(person), _CHUNK_DOCS):
+        chunk = slice(begin, begin + _CHUNK_DOCS)
+        parts.append(_render_chunk(compiled, table, value_pieces, gender, person[chunk], templates[chunk],
+                                   order[chunk], bool(augment.fullname)))
+    if not parts:
+        return Documents(np.zeros(0, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int32),
+                         np.zeros((0, SENTENCES, 2), np.int32), np.zeros((0, 2), np.int32), np.zeros(0, np.int32))
+    chunk_offsets = [part[1] for part in parts]
+    shifts = np.cumsum([0] + [int(offsets[-1]) for offsets in chunk_offsets[:-1]])
+    offsets = np.concatenate([[0]] + [offsets[1:] + shift for offsets, shift in zip(chunk_offsets, shifts)])
+    return Documents(
+        tokens=np.concatenate([part[0] for part in parts]),
+        offsets=offsets.astype(np.int64),
+        person=person.astype(np.int32),
+        value_spans=np.concatenate([part[2] for part in parts]),
+        name_spans=np.concatenate([part[3] for part in parts]),
+        pronoun_positions=np.concatenate([part[4] for part in parts]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# QA
+
+
+@dataclasses.dataclass(frozen=True)
+class QA:
+    question: str
+    answer: str  # exactly people.value(person, attribute)
+    attribute: str
+    person: int  # index into the People table
+
+
+def qa_pairs(people: People, persons: np.ndarray | None = None) -> list[QA]:
+    """Six questions per person (ATTRIBUTES order), persons in the given order."""
+    pairs = []
+    for person in check_persons(people, persons).tolist():
+        name = people.full_name(person)
+        for attribute, template in zip(ATTRIBUTES, QUESTION_TEMPLATES):
+            pairs.append(QA(template.format(name=name), people.value(person, attribute), attribute, person))
+    return pairs
+
+
+def qa_tokens(people: People, persons: np.ndarray | None = None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """The token ids of qa_pairs(people, persons) without building strings: (questions, answers,
+    attribute index [6 * len(persons)])."""
+    persons = check_persons(people, persons)
+    compiled = _compiled()
+    tokens, starts, lengths, name_base = _with_names(compiled, people)
+    count = len(persons) * SENTENCES
+    if count == 0:
+        return [], [], np.zeros(0, np.int64)
+    before = np.broadcast_to(compiled.question_pieces[None, :, 0], (len(persons), SENTENCES))
+    after = np.broadcast_to(compiled.question_pieces[None, :, 1], (len(persons), SENTENCES))
+    name = np.broadcast_to((name_base + persons)[:, None], (len(persons), SENTENCES))
+    question_pieces = np.stack([before, name, after], axis=2).reshape(count, 3)
+    questions, question_offsets, _, _ = _gather(question_pieces, tokens, starts, lengths)
+    answer_pieces = _value_pieces(compiled, people)[persons].reshape(count, 1)
+    answers, answer_offsets, _, _ = _gather(answer_pieces, tokens, starts, lengths)
+    attribute = np.tile(np.arange(SENTENCES, dtype=np.int64), len(persons))
+    return (np.split(questions, question_offsets[1:-1]), np.split(answers, answer_offsets[1:-1]), attribute)
