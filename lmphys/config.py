@@ -64,6 +64,14 @@ def value_at(config: ml_collections.ConfigDict, field: str) -> Any:
     return node
 
 
+def require_fields(section: ml_collections.ConfigDict, fields: Iterable[str], prefix: str, where: str) -> None:
+    """ConfigError naming the first of `fields` that `section` (the config's `prefix` part) lacks;
+    `where` says where every field is listed."""
+    for name in fields:
+        if name not in section:
+            raise ConfigError(f"{prefix}.{name} is missing from the config (see {where})")
+
+
 def init_from(config: ml_collections.ConfigDict) -> str:
     """The workdir whose trained parameters start this run ("" for a fresh init); configs from
     before fine-tuning existed have no such field."""

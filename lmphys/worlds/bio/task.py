@@ -23,14 +23,13 @@ import dataclasses
 import functools
 import json
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lmphys.errors import ConfigError
+from lmphys.config import require, require_fields
 from lmphys.worlds.base import Batch, ModelFns, masked_lm_batch
 from lmphys.worlds.bio import biod, manipulation, pack
 from lmphys.worlds.bio.people import ATTRIBUTES, sample_people
@@ -85,43 +84,36 @@ def default_config() -> ml_collections.ConfigDict:
     return task
 
 
-def _check(ok: bool, field: str, message: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"task.{field} = {value!r} is invalid: {message}")
-
-
 def validate(task: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first bad bio task field."""
-    for field in default_config().keys():
-        if field not in task:
-            raise ConfigError(f"task.{field} is missing from the config (see lmphys.worlds.bio.default_config)")
-    _check(task.world in WORLDS, "world", f"it must be one of {', '.join(WORLDS)}", task.world)
-    _check(task.objective in OBJECTIVES, "objective", f"it must be one of {', '.join(OBJECTIVES)}", task.objective)
-    _check(task.qa_kind in QA_KINDS, "qa_kind", f"it must be one of {', '.join(QA_KINDS)}", task.qa_kind)
+    require_fields(task, default_config().keys(), "task", "lmphys.worlds.bio.default_config")
+    require(task.world in WORLDS, "task.world", f"it must be one of {', '.join(WORLDS)}", task.world)
+    require(task.objective in OBJECTIVES, "task.objective", f"it must be one of {', '.join(OBJECTIVES)}", task.objective)
+    require(task.qa_kind in QA_KINDS, "task.qa_kind", f"it must be one of {', '.join(QA_KINDS)}", task.qa_kind)
     for field in ("people", "batch_size", "eval_people"):
-        _check(isinstance(task[field], int) and task[field] > 0, field, "it must be a positive integer", task[field])
-    _check(task.seq_len >= 8, "seq_len", "it must be at least 8", task.seq_len)
+        require(isinstance(task[field], int) and task[field] > 0, f"task.{field}", "it must be a positive integer", task[field])
+    require(task.seq_len >= 8, "task.seq_len", "it must be at least 8", task.seq_len)
     for field in ("celebrity_fraction", "qa_fraction", "junk_fraction", "mask_rate"):
-        _check(0 <= task[field] <= 1, field, "it must lie in [0, 1]", task[field])
-    _check(0 < task.train_fraction < 1, "train_fraction", "it must lie in (0, 1)", task.train_fraction)
-    _check(task.qa_fraction + task.junk_fraction <= 1, "junk_fraction",
+        require(0 <= task[field] <= 1, f"task.{field}", "it must lie in [0, 1]", task[field])
+    require(0 < task.train_fraction < 1, "task.train_fraction", "it must lie in (0, 1)", task.train_fraction)
+    require(task.qa_fraction + task.junk_fraction <= 1, "task.junk_fraction",
            f"with task.qa_fraction = {task.qa_fraction} the shares must sum to at most 1", task.junk_fraction)
-    _check(task.qa_fraction + task.junk_fraction < 1 or task.qa_fraction == 1, "qa_fraction",
+    require(task.qa_fraction + task.junk_fraction < 1 or task.qa_fraction == 1, "task.qa_fraction",
            "junk needs some biography rows to be useless next to", task.qa_fraction)
-    _check(task.junk_fraction == 0 or task.junk_people > 0, "junk_people", "junk rows need junk people", task.junk_people)
-    _check(task.exposures >= 0, "exposures", "it must be zero or positive", task.exposures)
-    _check(task.exposures == 0 or task.qa_fraction < 1, "exposures", "exposures count biography rows; QA-only runs have none",
+    require(task.junk_fraction == 0 or task.junk_people > 0, "task.junk_people", "junk rows need junk people", task.junk_people)
+    require(task.exposures >= 0, "task.exposures", "it must be zero or positive", task.exposures)
+    require(task.exposures == 0 or task.qa_fraction < 1, "task.exposures", "exposures count biography rows; QA-only runs have none",
            task.exposures)
-    _check(task.temperature >= 0, "temperature", "it must be zero (greedy) or positive", task.temperature)
-    _check(task.augmentation in AUGMENTATIONS, "augmentation", f"it must be one of {', '.join(AUGMENTATIONS)}",
+    require(task.temperature >= 0, "task.temperature", "it must be zero (greedy) or positive", task.temperature)
+    require(task.augmentation in AUGMENTATIONS, "task.augmentation", f"it must be one of {', '.join(AUGMENTATIONS)}",
            task.augmentation)
     if task.objective == "mlm":
-        _check(task.qa_fraction == 0 and task.world == "bios", "objective",
+        require(task.qa_fraction == 0 and task.world == "bios", "task.objective",
                "the encoder (mlm) trains on biographies only: qa_fraction 0, world bios", task.objective)
     if task.world == "biod":
-        _check(task.qa_fraction == 0, "qa_fraction", "bioD has no QA: it measures capacity", task.qa_fraction)
+        require(task.qa_fraction == 0, "task.qa_fraction", "bioD has no QA: it measures capacity", task.qa_fraction)
         for field, value in task.biod.items():
-            _check(isinstance(value, int) and value > 0, f"biod.{field}", "it must be a positive integer", value)
+            require(isinstance(value, int) and value > 0, f"task.biod.{field}", "it must be a positive integer", value)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from lmphys.errors import ConfigError, DataError
+from lmphys.config import require, require_fields
+from lmphys.errors import DataError
 from lmphys.worlds.base import Batch, ModelFns
 from lmphys.worlds.igsm.check import CheckResult
 from lmphys.worlds.igsm.graph import DIFFICULTIES
@@ -67,41 +67,35 @@ def default_config() -> ml_collections.ConfigDict:
     return task
 
 
-def _check(ok: bool, field: str, message: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"task.{field} = {value!r} is invalid: {message}")
-
-
 def validate(task: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first bad igsm task field."""
-    for field in default_config().keys():
-        if field not in task and field not in _ADDED_FIELDS:
-            raise ConfigError(f"task.{field} is missing from the config (see lmphys.worlds.igsm.default_config)")
-    _check(task.objective == "lm", "objective", "iGSM trains decoders (lm): solutions are generated", task.objective)
-    _check(task.difficulty in DIFFICULTIES, "difficulty", f"it must be one of {', '.join(DIFFICULTIES)}", task.difficulty)
-    _check(task.fmt in FORMATS, "fmt", f"it must be one of {', '.join(FORMATS)}", task.fmt)
-    _check(task.loss_on in LOSS_ON, "loss_on", f"it must be one of {', '.join(LOSS_ON)}", task.loss_on)
-    _check(task.retry_kind in RETRY_KINDS, "retry_kind", f"it must be one of {', '.join(RETRY_KINDS)}", task.retry_kind)
-    _check(0 <= task.retry_rate < 1, "retry_rate", "it must lie in [0, 1)", task.retry_rate)
+    require_fields(task, [name for name in default_config().keys() if name not in _ADDED_FIELDS], "task",
+                   "lmphys.worlds.igsm.default_config")
+    require(task.objective == "lm", "task.objective", "iGSM trains decoders (lm): solutions are generated", task.objective)
+    require(task.difficulty in DIFFICULTIES, "task.difficulty", f"it must be one of {', '.join(DIFFICULTIES)}", task.difficulty)
+    require(task.fmt in FORMATS, "task.fmt", f"it must be one of {', '.join(FORMATS)}", task.fmt)
+    require(task.loss_on in LOSS_ON, "task.loss_on", f"it must be one of {', '.join(LOSS_ON)}", task.loss_on)
+    require(task.retry_kind in RETRY_KINDS, "task.retry_kind", f"it must be one of {', '.join(RETRY_KINDS)}", task.retry_kind)
+    require(0 <= task.retry_rate < 1, "task.retry_rate", "it must lie in [0, 1)", task.retry_rate)
     for field in ("batch_size", "eval_problems"):
-        _check(isinstance(task[field], int) and task[field] > 0, field, "it must be a positive integer", task[field])
-    _check(task.train_tokens >= 0, "train_tokens", "it must be zero or positive", task.train_tokens)
-    _check(isinstance(task.data_workers, int) and task.data_workers >= 0, "data_workers", "it must be 0 or more",
+        require(isinstance(task[field], int) and task[field] > 0, f"task.{field}", "it must be a positive integer", task[field])
+    require(task.train_tokens >= 0, "task.train_tokens", "it must be zero or positive", task.train_tokens)
+    require(isinstance(task.data_workers, int) and task.data_workers >= 0, "task.data_workers", "it must be 0 or more",
            task.data_workers)
-    _check(isinstance(task.get("pack", False), bool), "pack", "it must be True or False", task.get("pack"))
-    _check(task.seq_len >= 64, "seq_len", "it must be at least 64 (a problem with its solution must fit)", task.seq_len)
-    _check(task.eval_len >= task.seq_len, "eval_len", f"it must be at least task.seq_len = {task.seq_len}", task.eval_len)
-    _check(task.temperature >= 0, "temperature", "it must be zero (greedy) or positive", task.temperature)
+    require(isinstance(task.get("pack", False), bool), "task.pack", "it must be True or False", task.get("pack"))
+    require(task.seq_len >= 64, "task.seq_len", "it must be at least 64 (a problem with its solution must fit)", task.seq_len)
+    require(task.eval_len >= task.seq_len, "task.eval_len", f"it must be at least task.seq_len = {task.seq_len}", task.eval_len)
+    require(task.temperature >= 0, "task.temperature", "it must be zero (greedy) or positive", task.temperature)
     try:
         eval_ops(task)
     except ValueError:
-        _check(False, "eval_ops", "it must be comma-separated integers in 1..40, or empty", task.eval_ops)
+        require(False, "task.eval_ops", "it must be comma-separated integers in 1..40, or empty", task.eval_ops)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """The task.* fields of an iGSM run (`validate`), and an evaluation length the model can take."""
     validate(config.task)
-    _check(config.task.eval_len <= config.model.max_len, "eval_len",
+    require(config.task.eval_len <= config.model.max_len, "task.eval_len",
            f"it must be at most model.max_len = {config.model.max_len} (evaluation writes solutions up to it)",
            config.task.eval_len)
 
