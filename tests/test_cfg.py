@@ -39,7 +39,7 @@ def reference_accepts(g: cfg.Grammar, string) -> bool:
 
 def one_bucket(g, strings, lengths):
     """Keeps the strings of the most common length bucket, so a test compiles one parser program."""
-    words = np.array([parse._words_for(int(n)) for n in lengths])
+    words = np.array([parse.words_for(int(n)) for n in lengths])
     values, counts = np.unique(words, return_counts=True)
     keep = words == values[counts.argmax()]
     return strings[keep], lengths[keep]
@@ -98,6 +98,51 @@ def test_accepts_rejects_bad_lengths_and_tokens():
     junk_after = strings_ext.copy()
     junk_after[np.arange(8), lengths] = 3  # tokens past the length are ignored
     assert np.asarray(cfg.accepts(g, junk_after, lengths)).all()
+
+
+def test_accepts_rejects_malformed_input_with_a_data_error():
+    g = cfg.load_grammar("cfg_small")
+    strings, lengths = sample_np(g, 4, 4)
+    wide = strings.astype(np.int64)
+    wide[0, 0] = 2**32 + int(strings[0, 0])  # used to wrap to a valid token and be accepted
+    bad_inputs = [
+        (strings + 0.7, lengths),  # floats were truncated
+        (strings, lengths.astype(np.float32)),
+        (wide, lengths),
+        (np.where(np.arange(strings.shape[1]) == 0, -1, strings), lengths),
+        (strings, np.r_[lengths[:-1], -1]),
+        (strings, np.r_[lengths[:-1], strings.shape[1] + 1]),
+        (strings, lengths[:3]),
+        (strings[0], lengths[:1]),
+    ]
+    for tokens, lens in bad_inputs:
+        with pytest.raises(DataError):
+            cfg.accepts(g, tokens, lens)
+    assert np.asarray(cfg.accepts(g, strings.astype(np.int64), lengths)).all()  # any integer dtype
+    assert not np.asarray(cfg.accepts(g, strings, 0 * lengths)).any()  # empty strings: valid input, rejected
+
+
+def test_accepts_compiles_each_program_width_once():
+    g = cfg.load_grammar("cfg3b")
+    strings, lengths = sample_np(g, 5, 96)
+    traced = []  # a new parser program is lowered first (whatever the compilation cache holds)
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, fun_name="", **_: traced.append(fun_name)
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" and "_accepts_words" in fun_name else None)
+    assert np.asarray(cfg.accepts(g, strings, lengths)).all()
+    assert len(traced) <= 1  # at most one new program per call
+    for width in (g.max_len, int(lengths.max()) + 1, int(lengths.max()) + 7):  # other input widths: none
+        before = len(traced)
+        assert np.asarray(cfg.accepts(g, np.pad(strings, ((0, 0), (0, 8)))[:, :width], lengths)).all()
+        assert len(traced) == before, width
+
+
+def test_sampling_no_strings_gives_empty_arrays():
+    g = cfg.load_grammar("cfg_small")
+    tokens, lengths = cfg.sample(g, jax.random.key(0), 0)
+    assert tokens.shape == (0, g.max_len) and lengths.shape == (0,)
+    assert [x.shape[0] for x in cfg.sample_with_labels(g, jax.random.key(0), 0)] == [0, 0, 0, 0]
+    assert not np.asarray(cfg.accepts(g, tokens, lengths)).size
 
 
 def test_accepts_is_jittable():

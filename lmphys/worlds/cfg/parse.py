@@ -9,31 +9,42 @@ costs one AND per (a, r) pair of band lengths on words of 32 start positions. Le
 terminals up to a `cut` level get these full tables; the few levels above the cut are never
 tabulated: the root's rules are expanded top-down into right-to-left "suffix sets" (bit i: the
 remaining symbols derive w[i:n]), one band-wide AND per symbol, and the string is accepted iff bit
-0 survives. The cut is chosen per grammar by counting word operations. Strings are bucketed by
-length on the host so each bucket uses just enough words.
+0 survives. The cut is chosen per grammar by counting word operations.
+
+Compiling is most of the cost of a first call (XLA:CPU, 2 cores: 3-9 s per program for cfg3f), so
+`accepts` pads every string to one of a few fixed widths (1, 2, 3, 4, 6, 8, 12, ... words of 32 tokens) and
+compiles at most one new program per call: the widest its strings need, unless a program at least
+that wide exists; each string then goes through the narrowest program already compiled that holds
+it. A grammar's programs therefore compile once each, whatever the widths of the arrays passed in.
 """
 from __future__ import annotations
 
 import functools
+import os
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmphys.errors import DataError
 from lmphys.worlds.cfg.grammar import Grammar
 
 UNROLL = 8  # band lengths up to this are unrolled; longer bands loop (smaller programs)
-BATCH = 64  # strings per jitted call of one length bucket
-_WORD_BUCKETS = (2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
+BATCH = 64  # strings per call of a compiled program
+MIN_NEW_PROGRAM_STRINGS = 4 * BATCH  # a narrower program compiles only for this many strings (pays off)
+# XLA:CPU optimization level 1 compiles a parser program in ~60% of the default level's time and
+# runs it about as fast (measured on cfg3f and cfg3b, 2 cores); XLA_FLAGS that set a level win.
+_CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-def _words_for(length: int) -> int:
-    """Words of a bucket able to hold bit `length` (the end marker of the longest string)."""
-    need = length // 32 + 1
-    for words in _WORD_BUCKETS:
-        if words >= need:
-            return words
-    return need
+def words_for(length: int) -> int:
+    """Words (of 32 start positions) of the narrowest program width that holds a string of `length`
+    tokens, i.e. bit `length`, its end marker: 1, 2, 3, 4, 6, 8, 12, ... (2^k or 3 * 2^k words, so a
+    string never pays for more than 1.5x the words it needs)."""
+    need = int(length) // 32 + 1
+    power = 1 << (need - 1).bit_length()
+    return power * 3 // 4 if power >= 4 and power * 3 // 4 >= need else power
 
 
 def _shift_down(x: jax.Array, amount: int) -> jax.Array:
@@ -246,40 +257,87 @@ def _plan(g: Grammar, max_width: int) -> _Plan:
     return _Plan(g, max_width)
 
 
-@functools.lru_cache(maxsize=None)
-def _jitted(g: Grammar, num_words: int):
-    return jax.jit(functools.partial(_accepts_words, g, num_words))
+# (grammar, words) -> compiled program for [BATCH, words * 32 - 1] strings; filled by `_program`.
+_PROGRAMS: dict[tuple[Grammar, int], Callable] = {}
+
+
+def _program(g: Grammar, num_words: int) -> Callable:
+    """The compiled membership test of BATCH strings padded to num_words * 32 - 1 tokens."""
+    key = (g, num_words)
+    if key not in _PROGRAMS:
+        shapes = (jax.ShapeDtypeStruct((BATCH, num_words * 32 - 1), jnp.int32), jax.ShapeDtypeStruct((BATCH,), jnp.int32))
+        lowered = jax.jit(functools.partial(_accepts_words, g, num_words)).lower(*shapes)
+        level_given = "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")
+        options = _CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" and not level_given else None
+        _PROGRAMS[key] = lowered.compile(compiler_options=options)
+    return _PROGRAMS[key]
+
+
+def check_strings(g: Grammar, tokens, lengths) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32 [n, T], lengths int32 [n]) of concrete inputs, or DataError naming what is wrong:
+    not integers, not [n, T] and [n], a length outside 0..T, or an id inside a string outside the
+    grammar's vocabulary 0..vocab_size - 1 (pad, terminals, EOS, MASK, BOS; only terminals parse)."""
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    if tokens.ndim != 2 or lengths.ndim != 1 or len(tokens) != len(lengths):
+        raise DataError(f"accepts needs tokens [n, T] and lengths [n], got shapes {tokens.shape} and {lengths.shape}.")
+    for name, array in (("tokens", tokens), ("lengths", lengths)):
+        if not np.issubdtype(array.dtype, np.integer):
+            raise DataError(f"accepts needs integer {name}, got dtype {array.dtype}.")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > tokens.shape[1]):
+        raise DataError(f"lengths must lie in 0..{tokens.shape[1]} (the token rows' width), got "
+                        f"{int(lengths.min())}..{int(lengths.max())}.")
+    inside = tokens[np.arange(tokens.shape[1])[None] < lengths[:, None]]
+    if inside.size and (inside.min() < 0 or inside.max() >= g.vocab_size):
+        raise DataError(f"token ids inside the strings must lie in 0..{g.vocab_size - 1} (grammar {g.name!r}), "
+                        f"got {int(inside.min())}..{int(inside.max())}.")
+    return tokens.astype(np.int32), lengths.astype(np.int32)
+
+
+def _choose_programs(g: Grammar, need: np.ndarray) -> np.ndarray:
+    """The program width (words) each string goes through: the narrowest compiled one that holds
+    it, after adding at most one new program: the widest width needed if none holds it, else the
+    width that most strings need if at least MIN_NEW_PROGRAM_STRINGS of them would use a wider one."""
+    ready = sorted(words for grammar, words in _PROGRAMS if grammar == g)
+    if not ready or ready[-1] < need.max():
+        ready.append(int(need.max()))
+    else:
+        widths, counts = np.unique(need[~np.isin(need, ready)], return_counts=True)
+        if counts.size and counts.max() >= MIN_NEW_PROGRAM_STRINGS:
+            ready = sorted(ready + [int(widths[counts.argmax()])])
+    return np.array(ready)[np.searchsorted(ready, need)]
 
 
 def accepts_padded(g: Grammar, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
-    """Jittable membership test of [n, T] strings in one bucket wide enough for T tokens."""
+    """Jittable membership test of [n, T] strings in one program wide enough for T tokens."""
     tokens = jnp.asarray(tokens, jnp.int32)
-    return _accepts_words(g, _words_for(tokens.shape[1]), tokens, jnp.asarray(lengths, jnp.int32))
+    if tokens.ndim != 2 or jnp.ndim(lengths) != 1 or jnp.shape(lengths)[0] != tokens.shape[0]:
+        raise DataError(f"accepts needs tokens [n, T] and lengths [n], got shapes {tokens.shape} and {jnp.shape(lengths)}.")
+    return _accepts_words(g, words_for(tokens.shape[1]), tokens, jnp.asarray(lengths, jnp.int32))
 
 
 def accepts(g: Grammar, tokens, lengths) -> jax.Array:
     """bool [n]: is each string (tokens[i, :lengths[i]]) derivable from the root? Exact.
 
-    Concrete inputs are bucketed by length on the host (one compiled program per bucket width);
-    traced inputs (inside jit/vmap) go through `accepts_padded` in a single bucket.
+    Concrete inputs are checked (`check_strings`) and padded to the module's fixed program widths;
+    traced inputs (inside jit/vmap) go through `accepts_padded` in a single program.
     """
     if isinstance(tokens, jax.core.Tracer) or isinstance(lengths, jax.core.Tracer):
         return accepts_padded(g, tokens, lengths)
-    tokens = np.asarray(tokens).astype(np.int32, copy=False)
-    lengths = np.asarray(lengths).astype(np.int32, copy=False)
+    tokens, lengths = check_strings(g, tokens, lengths)
     result = np.zeros(len(lengths), bool)
-    candidates = (lengths >= g.min_len) & (lengths <= min(g.max_len, tokens.shape[1]))
-    need = np.where(candidates, lengths, 0) // 32 + 1
-    words = np.where(need > _WORD_BUCKETS[-1], need, np.array(_WORD_BUCKETS)[
-        np.minimum(np.searchsorted(_WORD_BUCKETS, need), len(_WORD_BUCKETS) - 1)])
-    for num_words in np.unique(words[candidates]):
-        rows = np.flatnonzero(candidates & (words == num_words))
-        width = min(int(num_words) * 32 - 1, tokens.shape[1])
-        function = _jitted(g, int(num_words))
+    candidates = np.flatnonzero((lengths >= g.min_len) & (lengths <= g.max_len))
+    if not candidates.size:
+        return jnp.asarray(result)
+    need = np.array([words_for(n) for n in lengths[candidates]])
+    program_of = _choose_programs(g, need)
+    for num_words in np.unique(program_of):
+        rows = candidates[program_of == num_words]
+        width = int(num_words) * 32 - 1
+        function = _program(g, int(num_words))
         for start in range(0, len(rows), BATCH):
             chunk = rows[start:start + BATCH]
             chunk_tokens = np.zeros((BATCH, width), np.int32)
-            chunk_tokens[:len(chunk)] = tokens[chunk, :width]
+            chunk_tokens[:len(chunk), :min(width, tokens.shape[1])] = tokens[chunk, :width]
             chunk_lengths = np.zeros(BATCH, np.int32)
             chunk_lengths[:len(chunk)] = lengths[chunk]
             result[chunk] = np.asarray(function(chunk_tokens, chunk_lengths))[:len(chunk)]

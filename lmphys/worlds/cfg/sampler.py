@@ -106,7 +106,13 @@ def _check_terminals(g: Grammar) -> None:
 
 
 def _chunked(chunk_fn, g: Grammar, key: jax.Array, n: int):
-    """chunk_fn(g, key, n) for n <= CHUNK, else CHUNK-sized chunks on split keys, cut to n rows."""
+    """chunk_fn(g, key, n) for n <= CHUNK, else CHUNK-sized chunks on split keys, cut to n rows;
+    n = 0 gives the outputs' shapes with no rows."""
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise DataError(f"the number of strings to sample must be a non-negative integer, got {n!r}.")
+    if n == 0:
+        shapes = jax.eval_shape(lambda k: chunk_fn(g, k, 1), key)
+        return tuple(jnp.zeros((0,) + x.shape[1:], x.dtype) for x in shapes)
     if n <= CHUNK:
         return chunk_fn(g, key, n)
     num_chunks = -(-n // CHUNK)
