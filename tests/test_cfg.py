@@ -11,7 +11,7 @@ from lmphys.config import load_config_file
 from lmphys.errors import ConfigError, DataError
 from lmphys.worlds import cfg
 from lmphys.worlds.base import ModelFns
-from lmphys.worlds.cfg import measure, parse
+from lmphys.worlds.cfg import measure, parse, robust
 from tests.conftest import REPO
 
 PAPER = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k")
@@ -310,7 +310,15 @@ def test_evaluate_with_a_perfect_and_a_broken_model():
 
     metrics = task.evaluate(ModelFns(perfect, true_log_probs), jax.random.key(0))
     assert metrics["gen_accuracy"] == 1.0 and metrics["cut_accuracy"] == 1.0
-    assert metrics["corrupted_cut_accuracy"] == 1.0  # it continued as if the prefix were clean
+    # It continued as if the prefix were clean: right exactly where the corrupted prefix is no closer
+    # to the language's prefixes than its injected changes (else the true rest adds errors).
+    held, held_len = task.held_out()
+    corrupted, changes = (np.asarray(x) for x in robust.corrupt(g, jax.random.key(2**31 - 2), held[:, :4],
+                                                                 np.full(len(held), 4), task.corrupt_rate))
+    clean_rest_ok = [robust.edit_distance_to_language(g, np.r_[c, h[4:n]], n)
+                     == robust.prefix_distance_to_language(g, c, 4) for c, h, n in zip(corrupted, held, held_len)]
+    assert metrics["corrupted_cut_accuracy"] == np.mean(clean_rest_ok)
+    assert metrics["corrupted_changes"] == changes.mean() >= metrics["corrupted_prefix_distance"]
     assert metrics["kl"] < 1e-6  # float32 log-probs: exact up to rounding
     assert g.min_len <= metrics["gen_mean_len"] <= g.max_len
     assert 0 < metrics["gen_distinct_fraction"] <= 1 and metrics["gen_entropy_bits"] > 0

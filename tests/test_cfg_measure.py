@@ -184,6 +184,33 @@ def test_edit_distance_matches_levenshtein_to_the_whole_language(index):
             assert cost == expected if slack >= expected else cost >= expected
 
 
+@pytest.mark.parametrize("index", range(4))
+def test_prefix_distance_matches_levenshtein_to_every_prefix_of_the_language(index):
+    g = tiny_grammars()[index]
+    prefixes = {w[:k] for w in language(g) for k in range(len(w) + 1)}
+    longest = max(len(p) for p in prefixes)
+    rng = np.random.default_rng(10 + index)
+    cases = [()] + [tuple(rng.integers(1, g.num_terminals + 1, rng.integers(1, longest + 6))) for _ in range(40)]
+    cases += [p[:1] + (g.eos_id,) + p[1:] for p in sorted(prefixes)[:5]]
+    for string in cases:
+        expected = min(levenshtein(string, p) for p in prefixes)
+        assert robust.prefix_distance_to_language(g, string, len(string)) == expected, string
+        assert expected <= robust.edit_distance_to_language(g, string, len(string))
+
+
+def test_a_corrupted_prefix_is_often_closer_to_the_language_than_its_changes():
+    """The budget of corrupted_cut_accuracy: cfg3f prefixes of 50 at rate 0.1 (the paper's setting)."""
+    g = cfg.load_grammar("cfg3f")
+    strings, lengths = (np.asarray(x) for x in cfg.sample(g, jax.random.key(21), 24))
+    corrupted, changes = (np.asarray(x) for x in robust.corrupt(g, jax.random.key(22), strings[:, :50],
+                                                                 np.full(24, 50), 0.1))
+    budgets = np.array([robust.prefix_distance_to_language(g, row, 50) for row in corrupted])
+    assert (budgets <= changes).all() and (budgets < changes).mean() > 0.3
+    row = int(np.argmax(changes - budgets))  # the true suffix keeps every injected change: over budget
+    whole = np.r_[corrupted[row], strings[row, 50:lengths[row]]]
+    assert robust.edit_distance_to_language(g, whole, len(whole)) > budgets[row]
+
+
 def test_edit_distance_second_pass():
     # 11 tokens, 5 above AMBIGUOUS's longest string: the first pass (slack 5) finds 7, the distance is 6
     string = (2, 2, 2, 2, 2, 1, 1, 2, 1, 2, 1)
@@ -283,18 +310,22 @@ def test_corrupted_completion_ok():
     prefix_len = n // 2
     prefix = string[:prefix_len].copy()
     prefix[1] = prefix[1] % g.num_terminals + 1  # one injected change
+    budget = robust.prefix_distance_to_language(g, prefix, prefix_len)
+    assert budget <= 1
     rest = list(string[prefix_len:n])
     clean = rest + [g.eos_id, 0]
+    clean_ok = robust.edit_distance_to_language(g, np.r_[prefix, rest], n) == budget
     extra_error = None
     for position, x in itertools.product(range(len(rest)), range(1, g.num_terminals + 1)):
         candidate = rest[:position] + [x] + rest[position + 1:]
         full = np.r_[prefix, candidate]
-        if robust.edit_distance_to_language(g, full, len(full)) == 2:
+        if robust.edit_distance_to_language(g, full, len(full)) == budget + 1:
             extra_error = candidate + [g.eos_id, 0]
             break
     assert extra_error is not None
     no_eos = rest + [rest[-1], rest[-1]]
     completions = np.array([clean, extra_error, no_eos, clean])
     prefixes = np.stack([prefix, prefix, prefix, string[:prefix_len]])
-    ok = robust.corrupted_completion_ok(g, prefixes, [prefix_len] * 4, [1, 1, 1, 0], completions)
-    np.testing.assert_array_equal(ok, [True, False, False, True])
+    ok, budgets = robust.corrupted_completion_ok(g, prefixes, [prefix_len] * 4, completions)
+    np.testing.assert_array_equal(ok, [clean_ok, False, False, True])
+    np.testing.assert_array_equal(budgets, [budget, budget, budget, 0])

@@ -12,6 +12,13 @@ node of an optimal edit covers a span within `slack` of its band, and the tables
 widened bands are exact. Restricted tables always give the cost of a real edit, an upper bound, so
 `edit_distance_to_language` runs once with a small slack and, only if its result exceeds it, once
 more with the slack set to that result; `within_edits` needs a single pass with slack = budget.
+
+The distance to the language's prefixes (a corrupted prefix's own distance to being the start of
+some string) adds, per symbol Y and start i, P[Y](i): the fewest edits turning w[i:n] into a prefix
+of a string Y derives. A prefix of Y's rule c1..ck is whole c1..c(j-1) followed by a prefix of cj,
+so P is one right-to-left chain per rule over the whole-span tables, and a terminal's P is 0 on
+the empty rest, else (n - i - 1) + [x not in w[i:n]]. The same slack argument holds, since only
+the whole children are band-restricted.
 """
 from __future__ import annotations
 
@@ -67,18 +74,23 @@ def _terminal_costs(g: Grammar, tokens: np.ndarray, width: int) -> np.ndarray:
     return np.where(inside, cost, INF).astype(np.int32)[None]
 
 
-def _edit_cost(g: Grammar, tokens: np.ndarray, slack: int) -> int:
-    """Cost of the best edit whose every node covers a span within `slack` of its symbol's band:
-    an upper bound on the edit distance, equal to it whenever the distance is <= slack."""
-    length = len(tokens)
-    bands = level_bands(g, length, slack)
+def _whole_span_tables(g: Grammar, tokens: np.ndarray, slack: int) -> list:
+    """(lo, costs [1, K, n + 1, W]) of levels 1..terminals for spans within `slack` of each band."""
+    bands = level_bands(g, len(tokens), slack)
     tables: list = [None] * g.num_levels
     tables[-1] = (0, _terminal_costs(g, tokens, bands[-1][1] + 1))
     for level in range(g.num_levels - 2, 0, -1):
         child_lo, child = tables[level + 1]
         tables[level] = (bands[level][0], level_tables(g.rules[level], child, child_lo, bands[level],
                                                        _compose_min, _merge_min, INF))
-    child_lo, child = tables[1]
+    return tables
+
+
+def _edit_cost(g: Grammar, tokens: np.ndarray, slack: int) -> int:
+    """Cost of the best edit whose every node covers a span within `slack` of its symbol's band:
+    an upper bound on the edit distance, equal to it whenever the distance is <= slack."""
+    length = len(tokens)
+    child_lo, child = _whole_span_tables(g, tokens, slack)[1]
     best = INF
     for rule in g.rules[0][0]:  # root: chains of children from position 0, read at the string's end
         cost = np.full(length + 1, INF, np.int64)
@@ -94,6 +106,47 @@ def _edit_cost(g: Grammar, tokens: np.ndarray, slack: int) -> int:
             cost = np.minimum(step, INF)
         best = min(best, int(cost[length]))
     return best
+
+
+def _prefix_cost(g: Grammar, tokens: np.ndarray, slack: int) -> int:
+    """Cost of the best edit of the string into a prefix of a string of the language whose every
+    whole node covers a span within `slack` of its band: exact whenever the distance is <= slack."""
+    length = len(tokens)
+    tables = _whole_span_tables(g, tokens, slack)
+    # rest[k, i]: terminal x = k + 1 from w[i:n]: nothing if the rest is empty, else keep or
+    # substitute one token and delete the others.
+    present = np.zeros((g.num_terminals, length + 1), bool)
+    for i in range(length - 1, -1, -1):
+        present[:, i] = present[:, i + 1] | (np.arange(1, g.num_terminals + 1) == tokens[i])
+    prefix = np.maximum(length - np.arange(length + 1) - 1, 0)[None] + ~present
+    prefix[:, length] = 0
+    for level in range(g.num_levels - 2, -1, -1):
+        child_lo, child = tables[level + 1]
+        out = np.full((len(g.rules[level]), length + 1), INF, np.int64)
+        for y, sym in enumerate(g.rules[level]):
+            for rule in sym:
+                chain = prefix[rule[-1]].astype(np.int64)
+                for c in reversed(rule[:-1]):  # whole c, then the chain's prefix; or a prefix of c alone
+                    step = np.full(length + 1, INF, np.int64)
+                    for w in range(child.shape[-1]):
+                        shift = child_lo + w
+                        if shift > length:
+                            break
+                        np.minimum(step[:length + 1 - shift], child[0, c, :length + 1 - shift, w] + chain[shift:],
+                                   out=step[:length + 1 - shift])
+                    chain = np.minimum(np.minimum(step, INF), prefix[c])
+                np.minimum(out[y], chain, out=out[y])
+        prefix = out
+    return int(prefix[0, 0])
+
+
+def prefix_distance_to_language(g: Grammar, tokens: ArrayLike, length: int) -> int:
+    """Fewest single-token insertions, deletions or substitutions turning tokens[:length] into a
+    prefix of a string the grammar derives (the empty string and whole strings included). Exact.
+    A corrupted prefix's own distance: often below the number of changes injected into it."""
+    string = _string(tokens, length)
+    cost = _prefix_cost(g, string, FIRST_SLACK)
+    return cost if cost <= FIRST_SLACK else _prefix_cost(g, string, cost)
 
 
 def _string(tokens: ArrayLike, length: int) -> np.ndarray:
@@ -169,21 +222,23 @@ def corrupt_some(g: Grammar, key: jax.Array, strings: jax.Array, lengths: jax.Ar
 
 
 def corrupted_completion_ok(g: Grammar, prefixes_BP: ArrayLike, prefix_lengths_B: ArrayLike,
-                            prefix_changes_B: ArrayLike, completions_BT: ArrayLike) -> np.ndarray:
-    """bool [B]: did the model complete a corrupted prefix as if its errors were not there?
+                            completions_BT: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Did the model complete each corrupted prefix without adding an error of its own?
 
-    Row b's string is prefixes_BP[b, :prefix_lengths_B[b]] followed by completions_BT[b] (the tokens the
-    model generated after the prefix) up to, not including, its first EOS. It succeeds iff it has an
-    EOS and the string is within prefix_changes_B[b] edits of the language, i.e. the completion adds
-    no error beyond those injected into the prefix. Rows without an EOS fail.
+    Row b's string is prefixes_BP[b, :prefix_lengths_B[b]] followed by completions_BT[b] (the tokens
+    the model generated after the prefix) up to, not including, its first EOS. Its budget is the
+    prefix's own distance to the language's prefixes (`prefix_distance_to_language`, which no
+    completion can undo); it succeeds iff it has an EOS and the whole string is within the budget of
+    the language, i.e. exactly that far. Rows without an EOS fail. Returns (ok bool [B], budget int64 [B]).
     """
     prefixes, completions = np.asarray(prefixes_BP), np.asarray(completions_BT)
-    prefix_lengths, changes = np.asarray(prefix_lengths_B), np.asarray(prefix_changes_B)
+    prefix_lengths = np.asarray(prefix_lengths_B)
+    budgets = np.array([prefix_distance_to_language(g, row, n) for row, n in zip(prefixes, prefix_lengths)], np.int64)
     is_eos = completions == g.eos_id
     has_eos = is_eos.any(axis=1)
     ends = np.where(has_eos, is_eos.argmax(axis=1), 0)
     ok = np.zeros(len(prefix_lengths), bool)
     for b in np.flatnonzero(has_eos):
         string = np.concatenate([prefixes[b, :prefix_lengths[b]], completions[b, :ends[b]]])
-        ok[b] = within_edits(g, string, len(string), int(changes[b]))
-    return ok
+        ok[b] = within_edits(g, string, len(string), int(budgets[b]))
+    return ok, budgets

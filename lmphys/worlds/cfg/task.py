@@ -171,8 +171,10 @@ class CFGTask:
           judged on the whole string; cut_samples: how many held-out strings fit (prefix_len <
           length <= seq_len - 2 among 4 * eval_samples draws).
         corrupted_cut_accuracy (corrupt_rate > 0): the same prefixes with each token replaced with
-          probability corrupt_rate; a completion counts if the whole string is within as many edits
-          of the language as were injected (the model continued as if the errors were not there).
+          probability corrupt_rate; a completion counts if it adds no error of its own: the whole
+          string is exactly as far from the language as the corrupted prefix is from the language's
+          prefixes (robust.corrupted_completion_ok). corrupted_changes and corrupted_prefix_distance
+          are the mean number of changes injected and that mean distance (often smaller).
         kl: mean KL(grammar || model) of the next-token distribution over every position of
           eval_kl_strings held-out documents, in nats (measure.kl_to_grammar).
         """
@@ -195,10 +197,11 @@ class CFGTask:
             )
             corrupted = np.asarray(corrupted)
             completed = self._complete(model, corrupted, corrupted_key)
-            ok = robust.corrupted_completion_ok(
-                self.grammar, corrupted, prefix_lengths, np.asarray(changes), completed[:, prefix + 1:]
-            )
+            ok, budgets = robust.corrupted_completion_ok(
+                self.grammar, corrupted, prefix_lengths, completed[:, prefix + 1:])
             metrics["corrupted_cut_accuracy"] = float(ok.mean())
+            metrics["corrupted_changes"] = float(np.mean(changes))
+            metrics["corrupted_prefix_distance"] = float(budgets.mean())
         strings, lengths = held[: self.eval_kl_strings], held_lengths[: self.eval_kl_strings]
         rows = document_rows(self.grammar, strings, lengths, self.seq_len)
         kl = measure.kl_to_grammar(self.grammar, rows, lengths, np.asarray(model.log_probs(jnp.asarray(rows))))
