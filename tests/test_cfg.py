@@ -145,6 +145,44 @@ def test_sampling_no_strings_gives_empty_arrays():
     assert not np.asarray(cfg.accepts(g, tokens, lengths)).size
 
 
+def test_generation_entropy_uses_the_sampling_temperature_and_fit_shares_are_reported():
+    g = cfg.load_grammar("cfg_small")
+    task = cfg.CFGTask(g, batch_size=2, seq_len=22, eval_samples=16, eval_prefix_len=4, temperature=0.5,
+                       corrupt_rate=0.0)
+    fresh, fresh_len = sample_np(g, 9, 16)
+    logits = np.log(np.arange(1, task.vocab_size + 1, dtype=np.float64))  # the same at every position
+
+    def sample_fixed(prompts, starts, key):
+        prompts = np.array(prompts)
+        for i, start in enumerate(np.asarray(starts)):
+            n = min(int(fresh_len[i]), task.seq_len - 2)
+            prompts[i, start:n + 1] = fresh[i, start - 1:n]
+            prompts[i, n + 1] = task.eos_id if fresh_len[i] <= task.seq_len - 2 else 1
+        return jnp.asarray(prompts)
+
+    def log_probs(rows):
+        return jnp.asarray(np.broadcast_to(logits - np.log(np.exp(logits).sum()), rows.shape + logits.shape))
+
+    metrics = task.evaluate(ModelFns(sample_fixed, log_probs), jax.random.key(0))
+    fits = fresh_len <= task.seq_len - 2
+    tempered = 2 * logits - np.log(np.exp(2 * logits).sum())  # softmax(logits / 0.5)
+    expected = [-(tempered[fresh[i, :n]].sum() + tempered[task.eos_id]) / np.log(2)
+                for i, n in enumerate(fresh_len) if fits[i]]
+    np.testing.assert_allclose(metrics["gen_entropy_bits"], np.mean(expected), rtol=1e-5)
+    assert metrics["gen_fit_fraction"] == fits.mean() < 1
+    _, drawn = sample_np(g, 2**31 - 1, 4 * 16)  # the held-out draws
+    assert metrics["held_out_fit_fraction"] == np.mean(drawn <= task.seq_len - 2) < 1
+
+
+@pytest.mark.parametrize("name", ["cfg3j", "cfg3k"])
+def test_long_grammar_configs_have_a_context_that_fits_their_strings(name):
+    config = load_config_file(os.path.join(REPO, "configs", "cfg", f"{name}.py"))
+    assert config.task.grammar == name and config.model.max_len >= config.task.seq_len
+    _, lengths = sample_np(cfg.load_grammar(name), 3, 2000)
+    assert np.mean(lengths <= config.task.seq_len - 2) >= 0.99  # BOS + string + EOS
+    assert np.mean(lengths <= 512 - 2) < 0.6  # Part 1's 512 holds only about half of them
+
+
 def test_accepts_is_jittable():
     g = cfg.load_grammar("cfg_small")
     strings, lengths = sample_np(g, 3, 16)
@@ -310,6 +348,7 @@ def test_evaluate_with_a_perfect_and_a_broken_model():
 
     metrics = task.evaluate(ModelFns(perfect, true_log_probs), jax.random.key(0))
     assert metrics["gen_accuracy"] == 1.0 and metrics["cut_accuracy"] == 1.0
+    assert metrics["gen_fit_fraction"] == 1.0 and metrics["held_out_fit_fraction"] == 1.0
     # It continued as if the prefix were clean: right exactly where the corrupted prefix is no closer
     # to the language's prefixes than its injected changes (else the true rest adds errors).
     held, held_len = task.held_out()

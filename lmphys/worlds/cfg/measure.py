@@ -296,10 +296,26 @@ def kl_to_grammar(g: Grammar, tokens_BT: ArrayLike, lengths_B: ArrayLike,
             "kl_positions": float(values.size), "kl_skipped": float((positions & ~valid).sum())}
 
 
+def tempered_log_probs(model_log_probs_BTV: ArrayLike, temperature: float) -> np.ndarray:
+    """float64 [B, T, V]: the log-distribution a sampler at `temperature` draws from, given a model's
+    log-probs: log_softmax(log_probs / temperature) (the same as of logits / temperature); at
+    temperature 0 (greedy) the argmax token gets log-prob 0 and the others -inf."""
+    log_q = np.asarray(model_log_probs_BTV, np.float64)
+    if temperature < 0:
+        raise DataError(f"temperature must be zero (greedy) or positive, got {temperature}.")
+    if temperature == 0:
+        best = log_q.argmax(axis=-1)[..., None]
+        return np.where(np.arange(log_q.shape[-1]) == best, 0.0, -np.inf)
+    scaled = log_q / temperature
+    top = scaled.max(axis=-1, keepdims=True)
+    return scaled - top - np.log(np.exp(scaled - top).sum(axis=-1, keepdims=True))
+
+
 def document_log_probs(tokens_BT: ArrayLike, lengths_B: ArrayLike, model_log_probs_BTV: ArrayLike) -> np.ndarray:
     """float64 [B]: a causal model's natural-log probability of each document's string and its EOS,
     sum over t = 0..L of model_log_probs_BTV[b, t, tokens_BT[b, t + 1]] (layout as in `kl_to_grammar`):
-    the `log_probs_B` that `diversity` needs for strings the model sampled (at temperature 1)."""
+    the `log_probs_B` that `diversity` needs for strings the model sampled (pass the log-probs of
+    the distribution sampled: `tempered_log_probs` at the sampler's temperature)."""
     tokens = np.asarray(tokens_BT)
     lengths = np.asarray(lengths_B).astype(np.int64)
     log_q = np.asarray(model_log_probs_BTV, np.float64)

@@ -68,7 +68,8 @@ class CFGTask:
     The constructor raises ConfigError when under half of the strings fit.
     corrupt_fraction (Part 1 robustness): that share of each batch's training strings is perturbed,
     each token replaced with probability corrupt_rate by another terminal (robust.corrupt_some).
-    `temperature` is stored for the loop's sampler; the task itself does not use it.
+    `temperature` is the loop's sampling temperature (0: greedy); the entropy of the generations
+    is measured under that same tempered distribution.
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class CFGTask:
                     f"in one row; use at least {int(np.quantile(np.asarray(lengths), 0.99)) + 2}.")
             self.mlm_draws = int(math.ceil(batch_size / fit * 2)) + 8
         self._held_out = None
+        self._held_out_fit = float("nan")
         self._grammar_diversity = None
 
     def batch(self, key: jax.Array) -> Batch:
@@ -153,9 +155,10 @@ class CFGTask:
         if self._held_out is None:
             strings, lengths = (np.asarray(x) for x in sample(self.grammar, jax.random.key(_EVAL_KEY_SEED),
                                                               4 * self.eval_samples))
-            keep = np.flatnonzero((lengths <= self.seq_len - 2) & (lengths > self.eval_prefix_len))
-            keep = keep[:self.eval_samples]
+            fits = lengths <= self.seq_len - 2
+            keep = np.flatnonzero(fits & (lengths > self.eval_prefix_len))[:self.eval_samples]
             self._held_out = (strings[keep], lengths[keep])
+            self._held_out_fit = float(fits.mean())
         return self._held_out
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
@@ -165,11 +168,15 @@ class CFGTask:
         gen_accuracy: share of eval_samples generations from a bare BOS whose text up to the first
           EOS the parser accepts (no EOS: failure); gen_mean_len (a row without EOS counts
           seq_len - 1 tokens); gen_distinct_fraction and gen_entropy_bits (diversity of the
-          generations that ended, entropy estimated from the model's own log-probs) beside
-          grammar_distinct_fraction and grammar_entropy_bits, the same for the grammar's samples.
+          generations that ended, entropy estimated from the log-probs of the distribution sampled:
+          the model's at `temperature`) beside grammar_distinct_fraction and grammar_entropy_bits,
+          the same for the grammar's samples.
+          gen_fit_fraction: share of the generations that ended (EOS) within the context.
         cut_accuracy: completions of held-out strings given BOS + their first eval_prefix_len tokens,
           judged on the whole string; cut_samples: how many held-out strings fit (prefix_len <
-          length <= seq_len - 2 among 4 * eval_samples draws).
+          length <= seq_len - 2 among 4 * eval_samples draws); held_out_fit_fraction: the share of
+          those draws whose document (BOS + string + EOS) fits seq_len, so a context too short for
+          the grammar shows (the held-out strings are then the shorter ones).
         corrupted_cut_accuracy (corrupt_rate > 0): the same prefixes with each token replaced with
           probability corrupt_rate; a completion counts if it adds no error of its own: the whole
           string is exactly as far from the language as the corrupted prefix is from the language's
@@ -184,6 +191,7 @@ class CFGTask:
         metrics = self._generation_metrics(model, gen_key)
         held, held_lengths = self.held_out()
         metrics["cut_samples"] = float(len(held_lengths))
+        metrics["held_out_fit_fraction"] = self._held_out_fit
         if not len(held_lengths):
             return metrics
         prefix = self.eval_prefix_len
@@ -212,9 +220,11 @@ class CFGTask:
         generated = self._complete(model, np.zeros((self.eval_samples, 0), np.int32), key)  # bare BOS
         strings, lengths, has_eos = strings_until_eos(generated, np.ones(self.eval_samples, np.int32), self.eos_id)
         gen_ok = np.asarray(accepts(self.grammar, strings, lengths)) & has_eos
-        metrics = {"gen_accuracy": float(gen_ok.mean()), "gen_mean_len": float(lengths.mean())}
+        metrics = {"gen_accuracy": float(gen_ok.mean()), "gen_mean_len": float(lengths.mean()),
+                   "gen_fit_fraction": float(has_eos.mean())}
         if has_eos.any():
-            log_probs = np.asarray(model.log_probs(jnp.asarray(generated)))[has_eos]
+            log_probs = measure.tempered_log_probs(np.asarray(model.log_probs(jnp.asarray(generated)))[has_eos],
+                                                   self.temperature)
             own = measure.document_log_probs(generated[has_eos], lengths[has_eos], log_probs)
             produced = measure.diversity(self.grammar, strings[has_eos], lengths[has_eos], own)
             metrics["gen_distinct_fraction"] = produced["distinct_fraction"]
