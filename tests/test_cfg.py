@@ -247,6 +247,34 @@ def test_random_grammar_is_layered_and_its_samples_parse(tmp_path):
     assert loaded.bos_id == g.bos_id and loaded.vocab_size == g.vocab_size
 
 
+def level_duplicates(g):
+    return sum(sum(len(sym) for sym in level) - len({r for sym in level for r in sym}) for level in g.rules)
+
+
+def test_random_grammar_has_the_generators_knobs():
+    keys = jax.random.split(jax.random.key(12), 12)
+    # cfg3g's knobs (3 rules of 2-3 children): as in the nine tables, no rule repeats on a level
+    paper_like = [cfg.random_grammar(k, deg_min=3, deg_max=3) for k in keys]
+    assert all(level_duplicates(g) == 0 for g in paper_like)
+    assert all(cfg.grammar_to_json(g)["disallow_duplicate_seq"] for g in paper_like)
+    released_default = [cfg.random_grammar(k, deg_min=3, deg_max=3, disallow_duplicate_seq=False) for k in keys]
+    assert sum(level_duplicates(g) for g in released_default) > 0
+    # cfg3b's knobs: 2 rules, no symbol twice in a rule, like the shipped cfg3b
+    cfg3b_like = cfg.random_grammar(keys[0], deg_min=2, deg_max=2, disallow_duplicate_sym=True)
+    assert all(len(set(r)) == len(r) for level in cfg3b_like.rules for sym in level for r in sym)
+    assert cfg.grammar_to_json(cfg3b_like)["disallow_duplicate_sym"]
+    assert not all(len(set(r)) == len(r) for g in paper_like for level in g.rules for sym in level for r in sym)
+    # reachability: redrawn by default, the release's behaviour (some symbol unreachable) on request
+    wide = [cfg.random_grammar(k, (1, 2, 9, 3), deg_min=1, deg_max=1, require_reachable=False) for k in keys]
+    unreachable = [g for g in wide if {c for sym in g.rules[1] for r in sym for c in r} != set(range(9))
+                   or {c for r in g.rules[0][0] for c in r} != {0, 1}]
+    assert unreachable
+    with pytest.raises(DataError):
+        cfg.random_grammar(keys[0], (1, 2, 9, 3), deg_min=1, deg_max=1, max_tries=3)
+    with pytest.raises(DataError, match="distinct rules"):  # 3 symbols x 4 rules > the 3 + 6 rules of 1-2 distinct children
+        cfg.random_grammar(keys[0], (1, 3, 3), deg_min=4, deg_max=4, len_min=1, len_max=2, disallow_duplicate_sym=True)
+
+
 def test_save_load_round_trip_of_paper_table(tmp_path):
     g = cfg.load_grammar("cfg3e1")
     cfg.save_grammar(g, str(tmp_path / "copy.json"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from typing import Sequence
 
@@ -178,9 +179,13 @@ def grammar_to_json(g: Grammar) -> dict:
         levels.append(level)
     rule_lens = [len(r) for level in g.rules for sym in level for r in sym]
     degrees = [len(sym) for level in g.rules for sym in level]
+    # The generator's two flags, as properties of these rules (true of them however they were made).
+    no_repeated_rule = all(len({r for sym in level for r in sym}) == sum(len(sym) for sym in level) for level in g.rules)
+    no_repeated_symbol = all(len(set(r)) == len(r) for level in g.rules for sym in level for r in sym)
     return {
         "depth": g.num_levels - 1, "num_sym": max(sizes[1:]), "vocab_size": g.num_terminals,
         "deg_min": min(degrees), "deg_max": max(degrees), "len_min": min(rule_lens), "len_max": max(rule_lens),
+        "disallow_duplicate_seq": no_repeated_rule, "disallow_duplicate_sym": no_repeated_symbol,
         "eos_token": g.eos_id, "mask_token": g.mask_id, "sep_token": g.bos_id, "sizes": list(sizes),
         "idx": ids, "all": levels, "count": next_id - 1,
     }
@@ -200,43 +205,79 @@ def random_grammar(
     deg_max: int = 3,
     len_min: int = 2,
     len_max: int = 3,
+    disallow_duplicate_seq: bool = True,
+    disallow_duplicate_sym: bool = False,
+    require_reachable: bool = True,
     name: str = "random",
     max_tries: int = 1000,
 ) -> Grammar:
-    """A new layered grammar with the knobs of the papers' generator.
+    """A new layered grammar drawn as the authors' generator draws one.
 
-    sizes: symbols per level, root (1) first, terminals last. Each symbol gets deg_min..deg_max
-    distinct rules of len_min..len_max children, all drawn uniformly. Grammars in which some symbol
-    is unreachable from the root are drawn again, so every symbol of every level is used.
+    It follows `CFG_Config.build_graph` of the Lano-cfg generator in facebookresearch/PhysicsLM4
+    (data-synthetic-pretrain/Lano-cfg/data_cfg.py), the code that made the nine shipped tables, draw
+    for draw, with numpy's generator seeded from `key` in place of Python's `random`: level by level
+    from the root, each symbol draws its degree uniformly in [deg_min, deg_max]; each of its rules
+    draws a length uniformly in [len_min, len_max], then each child uniformly among the next level's
+    symbols (sizes: symbols per level, root first, terminals last).
+    - disallow_duplicate_sym: a child already in the rule is drawn again, so no rule repeats a symbol
+      (the release's flag; cfg3b was made with it).
+    - disallow_duplicate_seq: a rule equal to one already drawn anywhere on the same level (for any
+      symbol) is drawn again, length included (the release's flag; all nine tables were made with
+      it). Off, duplicate rules are allowed, even within one symbol, as in the release.
+    - require_reachable: not in the release, which never checks reachability (cfg3e1 has symbols
+      the root never reaches). On (the default), a grammar in which some symbol of some level is
+      unreachable from the root is drawn again, up to max_tries times, else DataError; off
+      reproduces the release.
+    The defaults are cfg3h's knobs. Where the release would loop forever (a level that cannot hold
+    deg_max distinct rules per symbol) this raises DataError.
     """
     sizes = tuple(int(s) for s in sizes)
     if len(sizes) < 2 or sizes[0] != 1 or min(sizes) < 1:
         raise DataError(f"random_grammar: sizes must start with 1 (the root) and list >= 2 levels, got {sizes}.")
     if not 1 <= deg_min <= deg_max or not 1 <= len_min <= len_max:
         raise DataError("random_grammar: need 1 <= deg_min <= deg_max and 1 <= len_min <= len_max.")
+    for depth in range(len(sizes) - 1):
+        width, wanted = sizes[depth + 1], sizes[depth] * deg_max if disallow_duplicate_seq else 1
+        if _rule_count(width, len_min, len_max, disallow_duplicate_sym) < wanted:
+            raise DataError(f"random_grammar: level {depth + 1} ({width} symbols) allows fewer than the {wanted} "
+                            f"distinct rules level {depth} may need; widen it or allow longer or repeated rules.")
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     for _ in range(max_tries):
         rules = []
         for depth in range(len(sizes) - 1):
-            width = sizes[depth + 1]
-            distinct = sum(width ** n for n in range(len_min, len_max + 1))
-            if distinct < deg_max:
-                raise DataError(f"random_grammar: level {depth + 1} allows only {distinct} distinct rules < deg_max.")
-            level = []
+            width, level, drawn = sizes[depth + 1], [], set()
             for _ in range(sizes[depth]):
-                chosen: list[tuple[int, ...]] = []
-                degree = int(rng.integers(deg_min, deg_max + 1))
-                while len(chosen) < degree:
-                    rule = tuple(int(c) for c in rng.integers(0, width, int(rng.integers(len_min, len_max + 1))))
-                    if rule not in chosen:
-                        chosen.append(rule)
-                level.append(tuple(chosen))
+                sym = []
+                for _ in range(int(rng.integers(deg_min, deg_max + 1))):
+                    rule = _draw_rule(rng, width, len_min, len_max, disallow_duplicate_sym)
+                    while disallow_duplicate_seq and rule in drawn:
+                        rule = _draw_rule(rng, width, len_min, len_max, disallow_duplicate_sym)
+                    drawn.add(rule)
+                    sym.append(rule)
+                level.append(tuple(sym))
             rules.append(tuple(level))
-        if all(_reachable(rules, depth) == set(range(sizes[depth + 1])) for depth in range(len(rules))):
+        if not require_reachable or all(_reachable(rules, depth) == set(range(sizes[depth + 1]))
+                                        for depth in range(len(rules))):
             return Grammar(name=name, rules=tuple(rules), num_terminals=sizes[-1],
                            eos_id=sizes[-1] + 1, mask_id=sizes[-1] + 2)
     raise DataError(f"random_grammar: no grammar with every symbol reachable in {max_tries} tries; use wider levels.")
+
+
+def _draw_rule(rng: np.random.Generator, width: int, len_min: int, len_max: int, distinct: bool) -> tuple[int, ...]:
+    """One rule: a uniform length, then uniform children (a repeated child redrawn when `distinct`)."""
+    rule: list[int] = []
+    for _ in range(int(rng.integers(len_min, len_max + 1))):
+        child = int(rng.integers(0, width))
+        while distinct and child in rule:
+            child = int(rng.integers(0, width))
+        rule.append(child)
+    return tuple(rule)
+
+
+def _rule_count(width: int, len_min: int, len_max: int, distinct: bool) -> int:
+    """How many different rules of len_min..len_max children over `width` symbols exist."""
+    return sum(math.perm(width, n) if distinct else width ** n for n in range(len_min, len_max + 1))
 
 
 def _reachable(rules: list, depth: int) -> set[int]:
