@@ -71,8 +71,8 @@ def test_p_inputs_read_the_token_just_before_each_value(world):
                                       mask_id=TOKENIZER.mask_id, causal=True)
     assert inputs.num_positions == 6 and inputs.positions_PN.shape == (6, len(people))
     np.testing.assert_array_equal(inputs.person_N, np.arange(len(people)))
+    assert len({tokens.shape for tokens in inputs.tokens}) == 1, "a decoder reads the same whole rows everywhere"
     for p, tokens_NT in enumerate(inputs.tokens):
-        assert tokens_NT.shape[1] == inputs.positions_PN[p].max() + 1, "a decoder's rows end at the last probe"
         for n in range(0, len(people), 7):
             document, start = documents.document(n), documents.value_spans[n, p, 0]
             position = inputs.positions_PN[p, n]
@@ -208,6 +208,21 @@ def test_probe_run_on_an_encoder_is_json_and_summarized(world, monkeypatch):
                             "p_diagonal_mean_random_init", "q_mean_random_init"}
     report = probes.ProbeReport.from_run(result, "Q")
     assert report.accuracy == result["q"] and report.random_init == result["q_random"]
+
+
+def test_a_decoders_probes_compile_once_each_for_the_model_and_its_random_twin(world):
+    people, _ = world
+    cfg, graphdef, params = tiny_model("gpt")
+    few = people.subset(np.arange(40))
+    lowered = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, fun_name="", **_: lowered.append(fun_name)
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" else None)
+    probes.probe_run(graphdef, params, cfg, few, text.biographies(few, 3), key=jax.random.key(0),
+                     p_kwargs=dict(steps=2, batch_size=4), q_kwargs=dict(steps=2, batch_size=4))
+    probe_programs = [name for name in lowered if "_train" in name or "_group_features" in name]
+    # P and Q: one training program and one feature program each (6 positions were 6 programs each)
+    assert sorted(probe_programs) == sorted(["jit(_train)", "jit(_group_features)"] * 2), probe_programs
 
 
 def test_summary_takes_the_first_position_and_the_diagonal():
