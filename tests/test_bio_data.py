@@ -9,7 +9,7 @@ import pytest
 from lmphys.errors import ConfigError, DataError
 from lmphys.worlds import bio
 from lmphys.worlds.bio.people import ATTRIBUTES
-from lmphys.worlds.bio.templates import BIOGRAPHY_TEMPLATES, vocabulary_words
+from lmphys.worlds.bio.templates import TEMPLATE_SETS, biography_templates, vocabulary_words
 from lmphys.worlds.bio.text import Augment
 
 TRICKY_CITY = "Washington D.C."  # ends with "." and so absorbs the sentence's period
@@ -35,16 +35,20 @@ def tricky(people: bio.People) -> bio.People:
     )
 
 
-def reference_text(people, person: int, templates, order, fullname: bool) -> str:
+def reference_text(people, person: int, templates, order, fullname: bool, template_set: str = "capo") -> str:
     """The biography rendered with str.format, independently of the token assembly."""
     sentences = []
     for position, attribute in enumerate(order):
-        template = BIOGRAPHY_TEMPLATES[attribute][templates[attribute]]
+        template = biography_templates(template_set)[attribute][templates[attribute]]
         if fullname or position == 0:
             subject = people.full_name(person)
         else:
             opens = template.startswith("{subject}")
-            subject = (("He", "She") if opens else ("he", "she"))[people.gender[person]]
+            if "{subject}'s" in template:  # a possessive pronoun replaces the name's 's
+                template = template.replace("{subject}'s", "{subject}")
+                subject = (("His", "Her") if opens else ("his", "her"))[people.gender[person]]
+            else:
+                subject = (("He", "She") if opens else ("he", "she"))[people.gender[person]]
         sentence = template.format(subject=subject, value=people.value(person, ATTRIBUTES[attribute]))
         sentences.append(sentence.replace("..", "."))
     return " ".join(sentences)
@@ -157,39 +161,61 @@ def test_every_biography_states_all_six_values(people, augment):
         assert ".." not in text and "  " not in text and text.endswith(".")
 
 
-def test_text_follows_the_rendering_plan(people):
+@pytest.mark.parametrize("template_set", TEMPLATE_SETS)
+def test_text_follows_the_rendering_plan(people, template_set):
     people = tricky(people)
     augment = Augment(multi=2, permute=True)
     persons = np.arange(0, len(people), 11)
-    docs = bio.biographies(people, seed=5, augment=augment, persons=persons)
-    person, templates, order = bio.text.rendering_plan(5, persons, augment)
+    docs = bio.biographies(people, seed=5, augment=augment, persons=persons, templates=template_set)
+    person, templates, order = bio.text.rendering_plan(5, persons, augment, template_set)
     np.testing.assert_array_equal(person, docs.person)
     for d in range(len(docs)):
-        assert docs.text(d) == reference_text(people, int(person[d]), templates[d], order[d], False)
-    fullname = bio.biographies(people, seed=5, augment=Augment(fullname=True), persons=persons[:5])
-    _, templates, order = bio.text.rendering_plan(5, persons[:5], Augment(fullname=True))
+        assert docs.text(d) == reference_text(people, int(person[d]), templates[d], order[d], False, template_set)
+    fullname = bio.biographies(people, seed=5, augment=Augment(fullname=True), persons=persons[:5],
+                               templates=template_set)
+    _, templates, order = bio.text.rendering_plan(5, persons[:5], Augment(fullname=True), template_set)
     for d in range(5):
-        assert fullname.text(d) == reference_text(people, int(persons[d]), templates[d], order[d], True)
+        assert fullname.text(d) == reference_text(people, int(persons[d]), templates[d], order[d], True, template_set)
 
 
-def test_every_template_is_used_and_grammatical(people):
-    assert all(len(templates) >= 40 for templates in BIOGRAPHY_TEMPLATES)
-    assert all(len(set(templates)) == len(templates) for templates in BIOGRAPHY_TEMPLATES)
+def test_the_default_templates_are_the_released_ones_with_attribution():
+    released = biography_templates("capo")
+    assert [len(t) for t in released] == [46, 49, 49, 52, 48, 47]  # ATTRIBUTES order; Part 3.1 App. A.1
+    assert released[0][1] == "{subject}'s birthday falls on {value}."
+    assert released[5][0] == "{subject} worked in {value}."  # the release's {company1city}
+    assert bio.default_config().templates == "capo"
+    readme = open(os.path.join(bio.people.DATA_DIR, "README.md")).read()
+    assert "capo_bios_templates.json" in readme and "Apache-2.0" in readme
+    # A pronoun sentence of a "{name}'s" template reads His/Her (the permuted birth-date sentence).
+    people = bio.sample_people(seed=1, n=400)
+    docs = bio.biographies(people, seed=0, augment=Augment(multi=4, permute=True))
+    texts = [docs.text(d) for d in range(len(docs))]
+    assert any(". Her birthday falls on" in t or ". His birthday falls on" in t for t in texts)
+    assert not any("He's" in t or "She's" in t for t in texts)
+
+
+@pytest.mark.parametrize("template_set", TEMPLATE_SETS)
+def test_every_template_is_used_and_grammatical(people, template_set):
+    sets = biography_templates(template_set)
+    assert all(len(templates) >= 40 for templates in sets)
+    assert all(len(set(templates)) == len(templates) for templates in sets)
     # The name (or pronoun) always precedes the value, so no value is stated before its person.
-    assert all(t.index("{subject}") < t.index("{value}") for ts in BIOGRAPHY_TEMPLATES for t in ts)
-    _, templates, _ = bio.text.rendering_plan(0, np.arange(3000), Augment())
+    assert all(t.index("{subject}") < t.index("{value}") for ts in sets for t in ts)
+    _, templates, _ = bio.text.rendering_plan(0, np.arange(3000), Augment(), template_set)
     for attribute, choices in enumerate(templates.T):
-        assert set(choices.tolist()) == set(range(len(BIOGRAPHY_TEMPLATES[attribute])))
+        assert set(choices.tolist()) == set(range(len(sets[attribute])))
     pools = bio.people.pools()
     values = {
         "birth_date": ["October 2, 1996"], "birth_city": [TRICKY_CITY, "Princeton, NJ"],
         "university": list(pools.universities[:3]), "major": ["Computer Science"],
         "employer": list(TRICKY_EMPLOYERS), "employer_city": ["Toronto, Canada", "Washington, DC"],
     }
-    for attribute, templates_of_attribute in zip(ATTRIBUTES, BIOGRAPHY_TEMPLATES):
+    for attribute, templates_of_attribute in zip(ATTRIBUTES, sets):
         for template in templates_of_attribute:
             opens = template.startswith("{subject}")
             for subject in ("Anna Ivy Smith", "She" if opens else "she", "He" if opens else "he"):
+                if subject != "Anna Ivy Smith" and "{subject}'s" in template:
+                    continue  # rendered with His/Her (test_text_follows_the_rendering_plan)
                 for value in values[attribute]:
                     sentence = template.format(subject=subject, value=value).replace("..", ".")
                     words = sentence.split(" ")
@@ -240,7 +266,7 @@ def count_name(tokens: np.ndarray, name: list[int]) -> int:
 def test_fullname_names_the_person_in_every_sentence(people):
     tok = bio.tokenizer()
     persons = np.arange(50)
-    pronouns = {tok.id(word): word for word in ("He", "She", "he", "she")}
+    pronouns = {tok.id(word): word for word in ("He", "She", "he", "she", "His", "Her", "his", "her")}
     for fullname, expected in ((True, 6), (False, 1)):
         docs = bio.biographies(people, seed=0, augment=Augment(multi=2, permute=True, fullname=fullname),
                                     persons=persons)
@@ -254,7 +280,7 @@ def test_fullname_names_the_person_in_every_sentence(people):
             else:
                 assert len(pronoun_tokens) == 5
                 first = pronouns[int(tokens[docs.pronoun_positions[d]])]
-                assert first.lower() == ("he", "she")[people.gender[person]]
+                assert first.lower() in (("he", "his"), ("she", "her"))[people.gender[person]]
                 assert tokens[:docs.pronoun_positions[d]].tolist().count(tok.id(first)) == 0
                 assert docs.name_spans[d, 1] <= docs.pronoun_positions[d]
 

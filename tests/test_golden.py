@@ -22,8 +22,8 @@ GOLDEN = {
     ("cfg/cfg3f.py", None): "74da5c753b85de15",
     ("igsm/small.py", None): "7aa586ee6bc6af44",
     ("igsm/paper.py", "med"): "ce01cced074dd7b0",
-    ("bio/small.py", "pretrain,multi5_permute"): "7d6f689728e487c6",
-    ("bio/paper.py", "mixed,single"): "00a5b5bebf8e83e2",
+    ("bio/small.py", "pretrain,multi5_permute"): "4bb5b21d916a2d98",
+    ("bio/paper.py", "mixed,single"): "1ef84032146e8538",
 }
 
 

@@ -428,7 +428,7 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
 def analyze_run(task: Any, graphdef: nnx.GraphDef, params: dict, seed: int = 0) -> dict[str, Any]:
     """P- and Q-probing of a knowledge run's model (its BioTask, graph and parameters) against a
     random-init copy: {"summary": summarize(...), "detail": probe_run(...)} (JSON-ready)."""
-    documents = text.biographies(task.people, task.config.world_seed)
+    documents = text.biographies(task.people, task.config.world_seed, templates=task.config.templates)
     model_cfg = nnx.merge(graphdef, params).cfg
     result = probe_run(graphdef, params, model_cfg, task.people, documents, key=jax.random.key(seed))
     return {"summary": summarize(result), "detail": result}  # probe_run's values are floats

@@ -11,6 +11,8 @@
   on answers), and junk (`junk_fraction`: biographies of `junk_people` others, each seen rarely;
   `domain_token` puts <useful> in front of every useful biography). `qa_kind` picks the questions:
   "attributes" (the six retrieval questions) or a Part 3.2 manipulation kind, with `qa_cot`.
+- `templates`: the sentence templates, "capo" (the authors' released bioS templates, the default)
+  or "lmphys" (lmphys's own, used before the release was at hand).
 - `exposures` > 0 sets the number of training steps so that each person's biographies are seen
   that many times in expectation (Part 3.3: 100 or 1000).
 - Evaluation: greedy exact-match QA accuracy per attribute on both halves, `qa_train[_<attribute>]`
@@ -33,6 +35,7 @@ from lmphys.config import require, require_fields
 from lmphys.worlds.base import Batch, ModelFns, masked_lm_batch
 from lmphys.worlds.bio import biod, manipulation, pack
 from lmphys.worlds.bio.people import ATTRIBUTES, sample_people
+from lmphys.worlds.bio.templates import TEMPLATE_SETS
 from lmphys.worlds.bio.text import Augment, biographies, qa_tokens, tokenizer
 
 WORLDS = ("bios", "biod")
@@ -66,6 +69,7 @@ def default_config() -> ml_collections.ConfigDict:
     task.people = 1000
     task.world_seed = 0  # the people, their biographies and the split; fixed across model seeds
     task.augmentation = "single"  # one of AUGMENTATIONS (Part 3.1's table)
+    task.templates = "capo"  # capo (the authors' released bioS templates) or lmphys (lmphys's own)
     task.celebrity_fraction = 0.0
     task.train_fraction = 0.5  # people whose QA is in training; the rest are only tested
     task.qa_kind = "attributes"  # attributes, or a manipulation kind (Part 3.2)
@@ -102,6 +106,8 @@ def validate(task: ml_collections.ConfigDict) -> None:
            "junk needs some biography rows to be useless next to", task.qa_fraction)
     require(task.junk_fraction == 0 or task.junk_people > 0, "task.junk_people", "junk rows need junk people", task.junk_people)
     require(task.exposures >= 0, "task.exposures", "it must be zero or positive", task.exposures)
+    require(task.templates in TEMPLATE_SETS, "task.templates", f"it must be one of {', '.join(TEMPLATE_SETS)}",
+            task.templates)
     require(task.exposures == 0 or task.qa_fraction < 1, "task.exposures", "exposures count biography rows; QA-only runs have none",
            task.exposures)
     require(task.temperature >= 0, "task.temperature", "it must be zero (greedy) or positive", task.temperature)
@@ -169,8 +175,8 @@ class BioTask:
             groups = [(np.arange(task.people), augment)]
         self.bio_multi = augment.multi
         prefix = (tok.id("<useful>"),) if task.domain_token else ()
-        parts = [biographies(self.people, task.world_seed, augment=group_augment, persons=persons)
-                 for persons, group_augment in groups if len(persons)]
+        parts = [biographies(self.people, task.world_seed, augment=group_augment, persons=persons,
+                             templates=task.templates) for persons, group_augment in groups if len(persons)]
         flat = np.concatenate([part.tokens for part in parts])
         starts = np.cumsum([0] + [len(part.tokens) for part in parts])
         offsets = np.concatenate([[0]] + [part.offsets[1:] + start for part, start in zip(parts, starts)])
@@ -185,7 +191,7 @@ class BioTask:
             self.shares.append(task.qa_fraction)
         if task.junk_fraction > 0:
             junk_people = sample_people(task.world_seed + 10_007, task.junk_people)
-            junk = biographies(junk_people, task.world_seed + 10_007)
+            junk = biographies(junk_people, task.world_seed + 10_007, templates=task.templates)
             self.pools.append(self._pack(junk.tokens, junk.offsets, 9, what="junk biography"))
             self.shares.append(task.junk_fraction)
         self.bio_rows = self._rows_per_pass[0]

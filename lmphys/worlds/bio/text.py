@@ -37,13 +37,15 @@ from lmphys.worlds.bio.people import (
 )
 from lmphys.worlds.bio.templates import (
     ATTACHED,
-    BIOGRAPHY_TEMPLATES,
+    DEFAULT_TEMPLATES,
     MANIPULATION_PHRASES,
     QUESTION_TEMPLATES,
     SPECIAL_TOKENS,
     SUBJECT,
+    TEMPLATE_SETS,
     VALUE,
     Tokenizer,
+    biography_templates,
     vocabulary_words,
 )
 
@@ -54,17 +56,27 @@ _CHUNK_DOCS = 32768  # documents assembled per numpy pass: bounds memory, keeps 
 # ---------------------------------------------------------------------------------------------
 # Tokenizer (the word rule and the Tokenizer class live in templates.py)
 
-_PRONOUNS = ("He", "She", "he", "she")  # piece pronoun_base + 2 * (inside the sentence) + gender
+# Piece pronoun_base + 4 * (possessive: the template has "{subject}'s") + 2 * (inside the sentence) + gender.
+_PRONOUNS = ("He", "She", "he", "she", "His", "Her", "his", "her")
+
+
+def gender_words() -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, gender 0/1 of each): every word a biography writes for its person's gender in
+    place of the name (the first one is Documents.pronoun_positions)."""
+    tok = tokenizer()
+    return (np.array([tok.id(word) for word in _PRONOUNS], np.int32),
+            np.arange(len(_PRONOUNS), dtype=np.int32) % 2)
 
 
 @functools.cache
 def tokenizer() -> Tokenizer:
-    """Built from the pools, the templates, the QA questions, numbers 0..2099, month names and
-    the manipulation questions' phrases; sorted, so the vocabulary is the same however it is built."""
+    """Built from the pools, every template set (so the vocabulary does not depend on the set a run
+    uses), the QA questions, numbers 0..2099, month names and the manipulation questions' phrases;
+    sorted, so the vocabulary is the same however it is built."""
     p = pools()
     texts = [*p.first_names, *p.middle_names, *p.last_names, *p.cities, *p.universities, *p.majors,
              *p.employers, *p.employer_cities, *MONTHS, *QUESTION_TEMPLATES,
-             *(template for templates in BIOGRAPHY_TEMPLATES for template in templates),
+             *(template for name in TEMPLATE_SETS for templates in biography_templates(name) for template in templates),
              *_PRONOUNS, *ATTACHED, *(str(number) for number in range(FIRST_YEAR + NUM_YEARS)),
              *MANIPULATION_PHRASES]
     words = {word for text in texts for word in vocabulary_words(text)} - set(SPECIAL_TOKENS)
@@ -107,6 +119,8 @@ class _Compiled:
     num_templates: np.ndarray  # int64 [6]
     template_pieces: np.ndarray  # int64 [G, 5]: pre, subject, mid, value, post (slots hold -1)
     subject_capital: np.ndarray  # bool [G]: the subject opens the sentence
+    subject_possessive: np.ndarray  # bool [G]: "{subject}'s" (a pronoun then becomes His/Her)
+    mid_without_possessive: np.ndarray  # int64 [G]: the fragment after the subject minus its leading "'s"
     post_without_period: np.ndarray  # int64 [G]: the fragment after the value minus its leading "."
     pronoun_base: int
     value_base: np.ndarray  # int64 [6]: piece of class 0 of each attribute (employer_city: per employer)
@@ -131,18 +145,22 @@ def _fragment(table: _PieceTable, words: Sequence[str]) -> int:
 
 
 @functools.cache
-def _compiled() -> _Compiled:
+def _compiled(templates: str = DEFAULT_TEMPLATES) -> _Compiled:
+    """The pieces of one template set (templates.TEMPLATE_SETS)."""
     tok = tokenizer()
     p = pools()
     table = _PieceTable()
-    rows, subject_capital, post_without_period = [], [], []
-    for templates in BIOGRAPHY_TEMPLATES:
-        for template in templates:
+    sentence_templates = biography_templates(templates)
+    rows, subject_capital, post_without_period, possessive, mid_without_possessive = [], [], [], [], []
+    for templates_of_attribute in sentence_templates:
+        for template in templates_of_attribute:
             pre, mid, post = _template_parts(template)
-            post_id = _fragment(table, post)
-            rows.append([_fragment(table, pre), -1, _fragment(table, mid), -1, post_id])
+            post_id, mid_id = _fragment(table, post), _fragment(table, mid)
+            rows.append([_fragment(table, pre), -1, mid_id, -1, post_id])
             subject_capital.append(not pre)
             post_without_period.append(_fragment(table, post[1:]) if post[:1] == ["."] else post_id)
+            possessive.append(mid[:1] == ["'s"])
+            mid_without_possessive.append(_fragment(table, mid[1:]) if possessive[-1] else mid_id)
     pronoun_base = table.add([tok.id(_PRONOUNS[0])])
     for pronoun in _PRONOUNS[1:]:
         table.add([tok.id(pronoun)])
@@ -170,9 +188,10 @@ def _compiled() -> _Compiled:
     last_token = tokens[np.maximum(starts + lengths - 1, 0)]
     return _Compiled(
         tokens=tokens, starts=starts, lengths=lengths, ends_with_period=(lengths > 0) & (last_token == period),
-        template_base=np.cumsum([0] + [len(t) for t in BIOGRAPHY_TEMPLATES[:-1]]).astype(np.int64),
-        num_templates=np.array([len(t) for t in BIOGRAPHY_TEMPLATES], np.int64),
+        template_base=np.cumsum([0] + [len(t) for t in sentence_templates[:-1]]).astype(np.int64),
+        num_templates=np.array([len(t) for t in sentence_templates], np.int64),
         template_pieces=np.array(rows, np.int64), subject_capital=np.array(subject_capital, bool),
+        subject_possessive=np.array(possessive, bool), mid_without_possessive=np.array(mid_without_possessive, np.int64),
         post_without_period=np.array(post_without_period, np.int64), pronoun_base=pronoun_base,
         value_base=np.array(value_base, np.int64), question_pieces=np.array(questions, np.int64),
         name_word_ids=tuple(names),
@@ -242,7 +261,7 @@ class Documents:
     person: np.ndarray  # int32 [num_docs]: index into the People the documents were made from
     value_spans: np.ndarray  # int32 [num_docs, 6, 2]: (start, end) of each value, ATTRIBUTES order
     name_spans: np.ndarray  # int32 [num_docs, 2]: (start, end) of the first full name
-    pronoun_positions: np.ndarray  # int32 [num_docs]: first He/She/he/she, -1 if none (fullname)
+    pronoun_positions: np.ndarray  # int32 [num_docs]: first gender word (He, she, His, ...), -1 if none (fullname)
 
     def __len__(self) -> int:
         return int(self.person.shape[0])
@@ -279,7 +298,8 @@ def _below(hashes: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return ((hashes >> np.uint64(32)) * np.asarray(upper).astype(np.uint64) >> np.uint64(32)).astype(np.int64)
 
 
-def rendering_plan(seed: int, persons: np.ndarray, augment: Augment = Augment()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rendering_plan(seed: int, persons: np.ndarray, augment: Augment = Augment(),
+                   templates: str = DEFAULT_TEMPLATES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What `biographies` renders: (person [D], template index per attribute [D, 6] in ATTRIBUTES
     order, order [D, 6] = the attribute of each sentence), D = M per person, consecutively.
     Rendering k of person p depends on (seed, p, k) only; rendering 0 uses p's fixed templates."""
@@ -289,14 +309,13 @@ def rendering_plan(seed: int, persons: np.ndarray, augment: Augment = Augment())
     rendering = np.tile(np.arange(multi, dtype=np.int64), len(persons))
     template_rendering = rendering if augment.fresh_templates else np.zeros_like(rendering)
     attribute = np.arange(SENTENCES, dtype=np.int64)[None, :]
-    compiled = _compiled()
-    templates = _below(_hash(seed, _STREAM_TEMPLATE, person[:, None], template_rendering[:, None], attribute),
-                       compiled.num_templates[None, :])
+    chosen = _below(_hash(seed, _STREAM_TEMPLATE, person[:, None], template_rendering[:, None], attribute),
+                    _compiled(templates).num_templates[None, :])
     if augment.permute:
         order = np.argsort(_hash(seed, _STREAM_ORDER, person[:, None], rendering[:, None], attribute), axis=1)
     else:
         order = np.broadcast_to(attribute, (len(person), SENTENCES))
-    return person, templates, np.ascontiguousarray(order, np.int64)
+    return person, chosen, np.ascontiguousarray(order, np.int64)
 
 
 _PRE, _SUBJECT, _MID, _VALUE, _POST = range(5)  # the pieces of one sentence
@@ -311,8 +330,11 @@ def _render_chunk(compiled, table, value_pieces, gender, person, templates, orde
     pieces = compiled.template_pieces[template_global]  # [D, 6, 5]
     value_piece = value_pieces[person[:, None], order]
     names = fullname | (np.arange(SENTENCES) == 0)[None, :]
-    pronoun = compiled.pronoun_base + 2 * (~compiled.subject_capital[template_global]) + gender[person][:, None]
+    possessive = compiled.subject_possessive[template_global]
+    pronoun = (compiled.pronoun_base + 4 * possessive + 2 * (~compiled.subject_capital[template_global])
+               + gender[person][:, None])
     pieces[..., _SUBJECT] = np.where(names, name_base + person[:, None], pronoun)
+    pieces[..., _MID] = np.where(possessive & ~names, compiled.mid_without_possessive[template_global], pieces[..., _MID])
     pieces[..., _VALUE] = value_piece
     pieces[..., _POST] = np.where(compiled.ends_with_period[value_piece],
                                   compiled.post_without_period[template_global], pieces[..., _POST])
@@ -329,20 +351,22 @@ def _render_chunk(compiled, table, value_pieces, gender, person, templates, orde
     return flat, offsets, value_spans, name_spans, pronoun_positions
 
 
-def biographies(people: People, seed: int, augment: Augment = Augment(), persons: np.ndarray | None = None) -> Documents:
+def biographies(people: People, seed: int, augment: Augment = Augment(), persons: np.ndarray | None = None,
+                templates: str = DEFAULT_TEMPLATES) -> Documents:
     """M = augment.multi tokenized biographies of each person in `persons` (default all),
-    consecutive per person; one sentence per attribute. A function of (seed, people, augment);
-    a person's documents do not depend on which other persons are rendered."""
+    consecutive per person; one sentence per attribute, from the template set `templates`
+    (templates.TEMPLATE_SETS). A function of (seed, people, augment, templates); a person's
+    documents do not depend on which other persons are rendered."""
     persons = check_persons(people, persons)
-    compiled = _compiled()
+    compiled = _compiled(templates)
     table = _with_names(compiled, people)
     value_pieces = _value_pieces(compiled, people)
     gender = np.asarray(people.gender, np.int64)
-    person, templates, order = rendering_plan(seed, persons, augment)
+    person, chosen, order = rendering_plan(seed, persons, augment, templates)
     parts = []
     for begin in range(0, len(person), _CHUNK_DOCS):
         chunk = slice(begin, begin + _CHUNK_DOCS)
-        parts.append(_render_chunk(compiled, table, value_pieces, gender, person[chunk], templates[chunk],
+        parts.append(_render_chunk(compiled, table, value_pieces, gender, person[chunk], chosen[chunk],
                                    order[chunk], bool(augment.fullname)))
     if not parts:
         return Documents(np.zeros(0, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int32),
@@ -358,10 +382,6 @@ def biographies(people: People, seed: int, augment: Augment = Augment(), persons
         name_spans=np.concatenate([part[3] for part in parts]),
         pronoun_positions=np.concatenate([part[4] for part in parts]),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# QA
 
 
 @dataclasses.dataclass(frozen=True)
