@@ -1,5 +1,7 @@
-"""Part 3.3 capacity measure: the bit lower bound by hand, bioS's 47.6 bits per person, span losses
-against a hand-made bigram model, and int8 / int4 quantization."""
+"""Part 3.3 capacity measure: the bit lower bound by hand, bioS's 47.6 bits per person, the reachable
+ceiling, span losses against a hand-made bigram model, what each bioS loss is read from, and int8 /
+int4 quantization."""
+import dataclasses
 import math
 import types
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from lmphys.errors import DataError
+from lmphys.models import transformer
 from lmphys.worlds import bio
 from lmphys.worlds.bio import biod, capacity
 
@@ -56,6 +59,92 @@ def test_bios_bits_clip_per_attribute_and_reject_missing_attributes():
     assert half["birth_city"] == pytest.approx(10 * math.log2(200) / 2)
     with pytest.raises(DataError, match="missing"):
         capacity.bios_bits(10, {"birth_city": 0.0}, gender_loss=None)
+
+
+def test_the_ceiling_is_what_a_perfect_model_can_reach():
+    """A model must generate a name with nothing before it: its best name loss is ln N (Part 3.3,
+    Cor. 3.3), so the docs' bioD worlds hold at most 12,690 and 24,212 bits, not 14,219 and 27,669."""
+    for people, ceiling in ((200, 12_689.9), (400, 24_211.9)):
+        spec = biod.BioDSpec(num_people=people, num_attributes=4, chunks=2, diversity=32, chunk_len=2, value_vocab=64)
+        assert capacity.biod_ceiling(spec) == pytest.approx(ceiling, abs=0.1)
+        n0 = biod.name_space()
+        assert capacity.biod_ceiling(spec) == pytest.approx(
+            people * math.log2((n0 - people) / people) + people * 4 * 2 * 5 + 4 * 32 * 6)
+    n0 = bio.people.max_people()
+    assert capacity.bios_ceiling(300) == pytest.approx(300 * (math.log2((n0 - 300) / 300) + 47.592), abs=1)
+    zero = {attribute: 0.0 for attribute in capacity.BIOS_CHOICES}
+    named = capacity.bios_bits(300, zero, gender_loss=0.0, name_loss=math.log(300))
+    assert named["name"] == pytest.approx(300 * math.log2((n0 - 300) / 300))
+    assert named["total"] == pytest.approx(capacity.bios_ceiling(300))
+
+
+def test_bits_per_parameter_without_the_embeddings():
+    for tie in (True, False):
+        cfg = transformer.ModelConfig(kind="gpt", vocab_size=50, num_layers=1, num_heads=2, width=16, max_len=8,
+                                      tie_embeddings=tie)
+        _, params = transformer.init_model(cfg, jax.random.key(0))
+        assert capacity.embedding_parameters(params) == 50 * 16 * (1 if tie else 2)
+
+
+def planted_model(documents, seq_len, vocab_size, changes):
+    """A model certain of every next token of the documents (fed as bos + document), except that
+    changes[(doc, document offset)] = {token: probability} sets the law of that document token."""
+    table = {}
+    for d in range(len(documents)):
+        row = np.zeros(seq_len, np.int32)
+        row[0] = 1
+        tokens = documents.document(d)[:seq_len - 1]
+        row[1:1 + len(tokens)] = tokens
+        law = np.full((seq_len, vocab_size), -1e9)
+        law[np.arange(seq_len - 1), row[1:]] = 0.0
+        for (doc, offset), probabilities in changes.items():
+            if doc == d:
+                law[offset] = -1e9
+                for token, probability in probabilities.items():
+                    law[offset, token] = math.log(probability)
+        table[row.tobytes()] = law
+
+    def log_probs(tokens_BT):
+        rows = np.asarray(tokens_BT)
+        return jnp.asarray(np.stack([table.get(row.tobytes(), np.zeros((seq_len, vocab_size))) for row in rows]))
+
+    return log_probs
+
+
+def test_bios_losses_are_read_where_only_the_knowledge_is_uncertain():
+    pools = bio.people.pools()
+    people = bio.sample_people(seed=0, n=6)
+    business, administration = pools.majors.index("Business"), pools.majors.index("Business Administration")
+    people = dataclasses.replace(people, major=np.r_[business, administration, people.major[2:]])
+    docs = bio.biographies(people, seed=0)
+    tok = bio.tokenizer()
+    seq_len = int(np.diff(docs.offsets).max()) + 2
+    major = bio.ATTRIBUTES.index("major")
+    changes = {}
+    for d in range(len(docs)):
+        # the gender is known, whether the template writes it He or he is not: no gender loss
+        pronoun = int(docs.pronoun_positions[d])
+        said = tok.vocab[int(docs.document(d)[pronoun])]
+        other_case = said.lower() if said[0].isupper() else said.capitalize()
+        changes[(d, pronoun)] = {tok.id(said): 0.5, tok.id(other_case): 0.5}
+    # after "Business" the model half expects "Administration": it is unsure the value has ended
+    end = int(docs.value_spans[0, major, 1])
+    changes[(0, end)] = {int(docs.document(0)[end]): 0.5, tok.id("Administration"): 0.5}
+    model = planted_model(docs, seq_len, tok.vocab_size, changes)
+    bits = capacity.measure_bios_bits(model, docs, people, bos_id=tok.bos_id, pad_id=tok.pad_id, seq_len=seq_len,
+                                      batch_size=4)
+    assert bits["gender"] == pytest.approx(6.0)
+    assert bits["major"] == pytest.approx(6 * math.log2(100) - 1)
+    n0 = bio.people.max_people()
+    assert bits["name"] == pytest.approx(6 * math.log2(n0 - 6))  # it is certain of the names, after bos alone
+    assert bits["ceiling"] == pytest.approx(capacity.bios_ceiling(6))
+
+
+def test_measurement_feeds_the_domain_token_the_run_trained_with():
+    docs = types.SimpleNamespace(tokens=np.array([2, 3]), offsets=np.array([0, 2]))  # [a b]
+    # after bos, then "b" (the domain token here): a|b = ln 2, b|a = ln 4
+    got = capacity.span_losses(bigram_log_probs, docs, np.array([[0, 2]]), bos_id=1, pad_id=0, seq_len=4, prefix=(3,))
+    np.testing.assert_allclose(got, [3 * LN2], rtol=1e-6)
 
 
 # A bigram model over the vocabulary pad 0, bos 1, a 2, b 3: row = the current token, column = the next.
@@ -155,8 +244,11 @@ def test_measure_bios_bits_on_biographies_reaches_the_information_content():
         next_BT = jnp.concatenate([tokens_BT[:, 1:], tokens_BT[:, -1:]], axis=1)
         return jnp.where(jax.nn.one_hot(next_BT, tok.vocab_size) > 0, 0.0, -1e9)
 
-    bits = capacity.measure_bios_bits(oracle, docs, bos_id=tok.bos_id, pad_id=tok.pad_id, seq_len=seq_len, batch_size=4)
-    assert bits["per_person"] == pytest.approx(47.6, abs=0.1) and bits["gender"] == pytest.approx(6.0)
+    bits = capacity.measure_bios_bits(oracle, docs, people, bos_id=tok.bos_id, pad_id=tok.pad_id, seq_len=seq_len,
+                                      batch_size=4)
+    n0 = bio.people.max_people()
+    assert bits["per_person"] - math.log2(n0 - 6) == pytest.approx(47.6, abs=0.1)  # and the name
+    assert bits["gender"] == pytest.approx(6.0)
     uniform = capacity.measure_bios_bits(lambda t: jnp.full((*t.shape, tok.vocab_size), -math.log(tok.vocab_size)),
-                                         docs, bos_id=tok.bos_id, pad_id=tok.pad_id, seq_len=seq_len)
+                                         docs, people, bos_id=tok.bos_id, pad_id=tok.pad_id, seq_len=seq_len)
     assert uniform["total"] == 0.0

@@ -175,6 +175,7 @@ class BioTask:
             groups = [(np.arange(task.people), augment)]
         self.bio_multi = augment.multi
         prefix = (tok.id("<useful>"),) if task.domain_token else ()
+        self.document_prefix = prefix
         parts = [biographies(self.people, task.world_seed, augment=group_augment, persons=persons,
                              templates=task.templates) for persons, group_augment in groups if len(persons)]
         flat = np.concatenate([part.tokens for part in parts])
@@ -212,6 +213,7 @@ class BioTask:
         self.bio_multi = augment.multi
         documents = biod.documents(self.world, task.world_seed, copies=augment.multi, permute=augment.permute)
         prefix = (self.world.useful_id,) if task.domain_token else ()
+        self.document_prefix = prefix
         self.pools = [self._pack(documents.tokens, documents.offsets, 0, prefix=prefix, what="bioD document")]
         self.shares = [1.0 - task.junk_fraction]
         if task.junk_fraction > 0:

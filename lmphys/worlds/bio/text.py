@@ -384,6 +384,49 @@ def biographies(people: People, seed: int, augment: Augment = Augment(), persons
     )
 
 
+@functools.cache
+def _value_extensions() -> tuple[dict[tuple[int, ...], tuple[int, ...]], ...]:
+    """Per attribute: each value's tokens -> the tokens that follow them in the longer values of the
+    same pool that start with them ("Business" -> "Administration", ...); absent if there are none."""
+    compiled, p = _compiled(), pools()
+    counts = (NUM_DATES, len(p.cities), len(p.universities), len(p.majors), len(p.employers), len(p.employers))
+    out = []
+    for base, count in zip(compiled.value_base, counts):
+        values = {tuple(compiled.tokens[compiled.starts[piece]:compiled.starts[piece] + compiled.lengths[piece]].tolist())
+                  for piece in range(int(base), int(base) + count)}
+        extensions: dict[tuple[int, ...], set[int]] = {}
+        for value in values:
+            for cut in range(1, len(value)):
+                if value[:cut] in values:
+                    extensions.setdefault(value[:cut], set()).add(value[cut])
+        out.append({value: tuple(sorted(tokens)) for value, tokens in extensions.items()})
+    return tuple(out)
+
+
+def value_extensions(people: People, persons: np.ndarray | None = None) -> np.ndarray:
+    """int32 [P, 6, E] (-1 padded): for each person's value of each attribute, the tokens that would
+    continue it into a longer value of the same pool. A value is over only where the next token is
+    none of these, so its probability is P(its tokens) * (1 - P(next token in this set)); capacity.py
+    measures values that way (10 values of the pools are, word for word, the start of others:
+    "Business" of "Business Administration", "Caterpillar" of "Caterpillar Inc.")."""
+    persons = check_persons(people, persons)
+    compiled = _compiled()
+    pieces = _value_pieces(compiled, people)[persons]
+    tables = _value_extensions()
+    found = [[tables[a].get(tuple(compiled.tokens[compiled.starts[k]:compiled.starts[k] + compiled.lengths[k]].tolist()), ())
+              for a, k in enumerate(row)] for row in pieces.tolist()]
+    width = max([len(tokens) for row in found for tokens in row] + [1])
+    out = np.full((len(persons), SENTENCES, width), -1, np.int32)
+    for i, row in enumerate(found):
+        for a, tokens in enumerate(row):
+            out[i, a, :len(tokens)] = tokens
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# QA
+
+
 @dataclasses.dataclass(frozen=True)
 class QA:
     question: str
