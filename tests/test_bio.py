@@ -18,6 +18,9 @@ from lmphys.worlds.bio import pack
 from lmphys.worlds.bio.manipulation import manipulation_pairs
 
 
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
 def _task_config(**changes) -> ml_collections.ConfigDict:
     task = bio.default_config()
     task.people, task.batch_size, task.seq_len, task.eval_people = 40, 8, 96, 8
@@ -176,6 +179,66 @@ def test_every_knowledge_config_argument_is_valid(file, arg):
     run_config.validate(config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), arg))
     with pytest.raises(ConfigError, match="is invalid"):
         config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", file), "nonsense,1")
+
+
+def _capacity_config(arg: str, people: int = 40) -> ml_collections.ConfigDict:
+    """configs/bio/capacity.py:<arg> for `people` people, the task fields that follow the people set
+    as configs/sweeps/part3_capacity.py sets them."""
+    config = config_lib.load_config_file(os.path.join(CONFIGS, "bio", "capacity.py"), arg)
+    sweep = config_lib.load_config_file(os.path.join(CONFIGS, "sweeps", "part3_capacity.py"), arg)
+    case = sweep.cases[0]["task"]  # the sweep's smallest world, scaled to `people`
+    config.task.people = people
+    config.task.renderings = min(case["renderings"] * case["people"] // people, config.task.exposures)
+    if config.task.junk_fraction:
+        config.task.junk_people = round(case["junk_people"] / case["people"] * people)
+    config.task.eval_people = 8
+    return config
+
+
+def _first_packing_texts(task) -> list[str]:
+    """Every biography of the task's first packing of its biography pool, decoded."""
+    texts = []
+    for row in task.pools[0].tokens[:task.bio_rows]:
+        for start in np.flatnonzero(row == task.bos_id):
+            end = start + np.flatnonzero(row[start:] == task.eos_id)[0]
+            texts.append(task.tokenizer.decode(row[start + 1:end].tolist()))
+    return texts
+
+
+def test_capacity_config_renders_each_person_afresh_for_every_exposure():
+    config = _capacity_config("bios,20")
+    assert config.task.renderings == 20
+    task = bio.BioTask(config.task)
+    texts = _first_packing_texts(task)
+    assert len(texts) == len(set(texts)) == 40 * 20  # 20 texts per person, no two alike
+    for person in range(3):
+        name = task.people.full_name(person)
+        mine = [text for text in texts if name in text]
+        assert len(mine) == 20
+        # fresh templates, not one fixed set reordered: a fixed set gives at most 6 sentences (12
+        # with the name or a pronoun as subject); 20 fresh draws from ~50 templates per attribute give ~100
+        sentences = {sentence.strip() for text in mine for sentence in text.replace(name, "X").split(".")}
+        assert len(sentences) > 60
+    biod_config = _capacity_config("biod,30")
+    biod_task = bio.BioTask(biod_config.task)
+    assert int((biod_task.pools[0].tokens[:biod_task.bio_rows] == biod_task.bos_id).sum()) == 40 * 30
+    # exposures still count sightings: the fewest steps whose rows hold 30 biographies of each person
+    steps = biod_task.train_steps(1)
+    sightings = lambda steps: steps * biod_task.batch_size * (40 * 30 / biod_task.bio_rows) / 40  # noqa: E731
+    assert sightings(steps - 1) < 30 <= sightings(steps)
+    with pytest.raises(ConfigError, match="task.renderings"):
+        bio.BioTask(_task_config(renderings=10**6))
+
+
+def test_capacity_junk_people_are_seen_a_twentieth_as_often_as_useful_ones():
+    config = _capacity_config("bios,20,junk")
+    task = bio.BioTask(config.task)
+    # a row of pool p is drawn with probability shares[p] / its rows; each row holds its documents' sightings
+    useful, junk = task.pools
+    per_useful = task.shares[0] * (useful.tokens == task.bos_id).sum() / len(useful.tokens) / config.task.people
+    per_junk = task.shares[1] * (junk.tokens == task.bos_id).sum() / len(junk.tokens) / config.task.junk_people
+    assert per_junk / per_useful == pytest.approx(1 / 20, rel=0.1)  # the config's comment: 1/20 as often
+    assert task.shares[1] == 7 / 8  # the paper's 1:7 useful:junk
 
 
 def test_junk_rows_are_mixed_in_and_only_useful_biographies_carry_the_domain_token():

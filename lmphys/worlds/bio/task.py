@@ -13,6 +13,12 @@
   "attributes" (the six retrieval questions) or a Part 3.2 manipulation kind, with `qa_cot`.
 - `templates`: the sentence templates, "capo" (the authors' released bioS templates, the default)
   or "lmphys" (lmphys's own, used before the release was at hand).
+- `renderings` > 0 renders that many biographies per person, each with fresh templates (and the
+  augmentation's permute / fullname; bioD: a fresh attribute order each), in place of the
+  augmentation's count: with renderings = exposures each sighting of a person draws one of as many
+  fresh texts as it has sightings, Part 3.3's text drawn afresh per exposure as far as a fixed
+  packed pool allows (rows are drawn with replacement, so about 63% of the sightings show a text
+  not shown before). The pool must fit 2^26 tokens.
 - `exposures` > 0 sets the number of training steps so that each person's biographies are seen
   that many times in expectation (Part 3.3: 100 or 1000).
 - Evaluation: greedy exact-match QA accuracy per attribute on both halves, `qa_train[_<attribute>]`
@@ -32,6 +38,7 @@ import ml_collections
 import numpy as np
 
 from lmphys.config import require, require_fields
+from lmphys.errors import ConfigError
 from lmphys.worlds.base import Batch, ModelFns, masked_lm_batch
 from lmphys.worlds.bio import biod, manipulation, pack
 from lmphys.worlds.bio.people import ATTRIBUTES, sample_people
@@ -70,6 +77,7 @@ def default_config() -> ml_collections.ConfigDict:
     task.world_seed = 0  # the people, their biographies and the split; fixed across model seeds
     task.augmentation = "single"  # one of AUGMENTATIONS (Part 3.1's table)
     task.templates = "capo"  # capo (the authors' released bioS templates) or lmphys (lmphys's own)
+    task.renderings = 0  # > 0: this many fresh renderings per person instead of the augmentation's multi
     task.celebrity_fraction = 0.0
     task.train_fraction = 0.5  # people whose QA is in training; the rest are only tested
     task.qa_kind = "attributes"  # attributes, or a manipulation kind (Part 3.2)
@@ -108,6 +116,8 @@ def validate(task: ml_collections.ConfigDict) -> None:
     require(task.exposures >= 0, "task.exposures", "it must be zero or positive", task.exposures)
     require(task.templates in TEMPLATE_SETS, "task.templates", f"it must be one of {', '.join(TEMPLATE_SETS)}",
             task.templates)
+    require(isinstance(task.renderings, int) and task.renderings >= 0, "task.renderings",
+            "it must be zero (the augmentation's count) or a positive integer", task.renderings)
     require(task.exposures == 0 or task.qa_fraction < 1, "task.exposures", "exposures count biography rows; QA-only runs have none",
            task.exposures)
     require(task.temperature >= 0, "task.temperature", "it must be zero (greedy) or positive", task.temperature)
@@ -158,13 +168,31 @@ class BioTask:
         )
         return rows
 
+    def _augment(self) -> Augment:
+        """The augmentation of the (non-celebrity) biographies, with `renderings` fresh ones if set."""
+        augment = Augment(**AUGMENTATIONS[self.config.augmentation])
+        if self.config.renderings:
+            augment = dataclasses.replace(augment, multi=self.config.renderings, fresh_templates=True)
+        return augment
+
+    def _check_pool_size(self, documents: int, tokens_per_document: float) -> None:
+        if documents * tokens_per_document > _PACKING_BUDGET_TOKENS:
+            raise ConfigError(
+                f"task.renderings = {self.config.renderings} for {self.config.people} people makes about "
+                f"{documents * tokens_per_document / 1e6:.0f}M tokens of biographies, more than the "
+                f"{_PACKING_BUDGET_TOKENS / 1e6:.0f}M a packed pool holds: lower task.renderings or task.people")
+
     def _build_bios(self, task: ml_collections.ConfigDict) -> None:
         tok = tokenizer()
         self.tokenizer = tok
         self.vocab_size, self.bos_id, self.eos_id, self.pad_id, self.mask_id = (
             tok.vocab_size, tok.bos_id, tok.eos_id, tok.pad_id, tok.mask_id)
         self.people = sample_people(task.world_seed, task.people)
-        augment = Augment(**AUGMENTATIONS[task.augmentation])
+        augment = self._augment()
+        if task.renderings:  # the pool's size from the first people's biographies
+            sample = biographies(self.people, task.world_seed, persons=np.arange(min(64, task.people)),
+                                 templates=task.templates)
+            self._check_pool_size(task.people * augment.multi, len(sample.tokens) / len(sample))
         if task.celebrity_fraction > 0:
             celebrities = int(round(task.celebrity_fraction * task.people))
             order = np.random.default_rng([task.world_seed, 2]).permutation(task.people)
@@ -209,8 +237,10 @@ class BioTask:
         self.world = biod.make_world(spec, task.world_seed)
         self.vocab_size, self.bos_id, self.eos_id, self.pad_id, self.mask_id = (
             self.world.vocab_size, self.world.bos_id, self.world.eos_id, self.world.pad_id, self.world.mask_id)
-        augment = Augment(**AUGMENTATIONS[task.augmentation])
+        augment = self._augment()
         self.bio_multi = augment.multi
+        if task.renderings:
+            self._check_pool_size(task.people * augment.multi, spec.document_len)
         documents = biod.documents(self.world, task.world_seed, copies=augment.multi, permute=augment.permute)
         prefix = (self.world.useful_id,) if task.domain_token else ()
         self.document_prefix = prefix
