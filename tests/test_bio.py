@@ -148,9 +148,14 @@ def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
 
 
 def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path):
-    pretrain = _run_config(str(tmp_path / "pre"))
-    pretrain.train.steps = 4
-    pretrained = loop.run(pretrain, log=lambda line: None)
+    pretrain = _run_config(str(tmp_path / "pre"), exposures=2)
+    pretrain.train.steps = 4  # replaced by what exposures need, and the run says so
+    said = []
+    pretrained = loop.run(pretrain, log=said.append)
+    steps = runs.build_task(pretrain).train_steps(4)
+    assert steps != 4 and int(pretrained.state["step"]) == steps
+    assert [line for line in said if "train.steps" in line] == [
+        f"{pretrain.workdir}: train.steps = {steps}, set by task.exposures = 2; the config's train.steps = 4 is not used"]
     tune = _run_config(str(tmp_path / "tune"), qa_fraction=1.0)
     tune.init_from, tune.train.steps = str(tmp_path / "pre"), 3
     tune.lora.embedding_rank, tune.lora.attention_rank = 2, 2

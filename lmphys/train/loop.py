@@ -179,10 +179,10 @@ def run_group(
     (default: all) is the slice of devices the job's mesh covers; `stop` is a StopSignal entered by
     the caller (default: this call handles SIGTERM/SIGINT itself).
     """
-    configs = [_with_resolved_steps(config) for config in configs]
-    stack.check_stackable(configs)
     if not parallel.is_primary():
         log = lambda line: None  # noqa: E731 (one voice per job: process 0 speaks)
+    configs = [_with_resolved_steps(config, log) for config in configs]
+    stack.check_stackable(configs)
     mesh = parallel.make_mesh(configs[0].parallel, len(configs), devices)
     parallel.check_batch(mesh, configs[0].task.batch_size)
     handles_signals = stop is None
@@ -194,13 +194,17 @@ def run_group(
         return _train(configs, mesh, stop_at_step, log, stop, cleanup)
 
 
-def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Validate; a task that counts exposures (Part 3.3) sets train.steps from them."""
+def _with_resolved_steps(config: ml_collections.ConfigDict, log: Callable[[str], None]) -> ml_collections.ConfigDict:
+    """Validate; a task that counts exposures (Part 3.3) or tokens (Part 2.2) sets train.steps from
+    them, and one line says so, since the config's own train.steps is then not used."""
     run_config.validate(config)
     task = runs.build_task(config)
     if hasattr(task, "train_steps"):
         steps = task.train_steps(config.train.steps)
         if steps != config.train.steps:
+            why = getattr(task, "steps_from", "the task")
+            log(f"{config.workdir}: train.steps = {steps}, set by {why}; the config's train.steps = "
+                f"{config.train.steps} is not used")
             config = config.copy_and_resolve_references()
             config.train.steps = steps
     return config

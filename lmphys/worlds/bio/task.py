@@ -20,7 +20,11 @@
   packed pool allows (rows are drawn with replacement, so about 63% of the sightings show a text
   not shown before). The pool must fit 2^26 tokens.
 - `exposures` > 0 sets the number of training steps so that each person's biographies are seen
-  that many times in expectation (Part 3.3: 100 or 1000).
+  that many times in expectation (Part 3.3: 100 or 1000), and the run says so in one line: the
+  config's train.steps is then not used. Sightings count biography rows only: QA and junk rows
+  lengthen the run instead (steps scale with 1 / the biography rows' share), so every useful
+  person still gets `exposures`; with celebrities the count is that of the others (`augmentation`),
+  and a celebrity (multi5+permute) is seen 5 / multi times as often.
 - Evaluation: greedy exact-match QA accuracy per attribute on both halves, `qa_train[_<attribute>]`
   and `qa_test[_<attribute>]`; for a manipulation kind `manip_train`/`manip_test` (whole answer
   exact) and `manip_train_final`/`manip_test_final` (the final answer right, CoT or not).
@@ -86,7 +90,7 @@ def default_config() -> ml_collections.ConfigDict:
     task.junk_fraction = 0.0
     task.junk_people = 0
     task.domain_token = False
-    task.exposures = 0  # > 0: train.steps is set so each person is seen this often
+    task.exposures = 0  # > 0: train.steps is set so each person is seen this often (the config's is not used)
     task.biod = ml_collections.ConfigDict(
         {"attributes": 4, "chunks": 2, "diversity": 32, "chunk_len": 2, "value_vocab": 64}
     )
@@ -271,8 +275,14 @@ class BioTask:
 
     # ---- training -----------------------------------------------------------------------------
 
+    @property
+    def steps_from(self) -> str:
+        """What sets the run's length when `train_steps` replaces the config's train.steps."""
+        return f"task.exposures = {self.config.exposures}"
+
     def train_steps(self, configured_steps: int) -> int:
-        """Steps to run: `configured_steps`, or enough for `exposures` sightings of each person."""
+        """Steps to run: `configured_steps`, or enough for `exposures` sightings of each person's
+        biographies (see the module docstring for what counts with QA, junk and celebrities)."""
         if not self.config.exposures:
             return configured_steps
         biography_rows_per_step = self.batch_size * self.shares[0]
