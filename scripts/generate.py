@@ -11,6 +11,13 @@ its op and answer, and the full-solution checker's verdict on that solution. Wit
 solution is the trained model's (greedy at the run's task.temperature 0, the run's difficulty and
 format, at most task.eval_len tokens with the prompt), and a last line sums up: how many solutions
 ended, were whole and right, had the right answer, and how many [BACK] they used.
+
+With --workdir of a knowledge run (Part 3, bioS, a decoder), it prints the model's greedy answers
+to the six questions about --count people of each half (the half whose QA is trained, and the
+held-out half: extraction), each beside the truth, then a table of the accuracy per attribute on
+each half's evaluation people (task.eval_people of each; the run's own qa_* metrics):
+
+    python scripts/generate.py --workdir=runs/bio_small_finetune_single --count=3
 """
 import jax
 from absl import app, flags
@@ -18,7 +25,7 @@ from absl import app, flags
 from lmphys import cli
 from lmphys.errors import DataError
 from lmphys.train import runs
-from lmphys.worlds import igsm
+from lmphys.worlds import bio, igsm
 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.")
 _COUNT = flags.DEFINE_integer("count", 2, "How many problems.")
@@ -29,7 +36,8 @@ _SPLIT = flags.DEFINE_enum("split", "train", list(igsm.SPLITS), "Solution-templa
 _REASK = flags.DEFINE_bool("reask", False, "Ask the same problem about another parameter.")
 _RETRY_RATE = flags.DEFINE_float("retry_rate", 0.0, "Part 2.2: chance of a mistake taken back before each step.")
 _RETRY_KIND = flags.DEFINE_enum("retry_kind", "retry", list(igsm.RETRY_KINDS), "Which wrong parameters.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its model's solutions instead.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its model's solutions instead; a "
+                                 "knowledge run: its answers beside the truth (--count people of each half).")
 
 
 def main(argv):
@@ -37,7 +45,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with cli.user_errors():
         if _WORKDIR.value:
-            _print_model_solutions(_WORKDIR.value)
+            _print_trained_run(_WORKDIR.value)
         else:
             _print_problems()
 
@@ -58,13 +66,19 @@ def _print_problems() -> None:
         print(f"checker: {verdict.reason}\n")
 
 
-def _print_model_solutions(workdir: str) -> None:
+def _print_trained_run(workdir: str) -> None:
     cli.quiet_library_logs()
     if _COUNT.value < 1:
         raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
     run = runs.load_trained(workdir)
-    if run.config.task.name != "igsm":
-        raise DataError(f"{workdir} trained on the {run.config.task.name} task, not igsm")
+    shows = {"igsm": _print_model_solutions, "bio": _print_knowledge_answers}
+    if run.config.task.name not in shows:
+        raise DataError(f"{workdir} trained on the {run.config.task.name} task: generate.py shows igsm runs' "
+                        "solutions and bio runs' answers")
+    shows[run.config.task.name](workdir, run)
+
+
+def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
     task = run.task
     model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
     problems, seeds, too_long = [], [], 0
@@ -92,6 +106,37 @@ def _print_model_solutions(workdir: str) -> None:
           f"{sum(a.verdict is not None and a.verdict.correct for a in attempts)}/{count} whole solutions right, "
           f"{sum(a.answer_right for a in attempts)}/{count} answers right, "
           f"{sum(a.text.count('[BACK]') for a in attempts) / count:.1f} [BACK] per solution")
+
+
+def _print_knowledge_answers(workdir: str, run: runs.TrainedRun) -> None:
+    task = run.task
+    if task.config.world != "bios":
+        raise DataError(f"{workdir} trained on a bioD world, which has no questions (its measure is capacity: "
+                        "python scripts/probe.py --analyses=capacity)")
+    model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
+    if model.sample is None:
+        raise DataError(f"{workdir} is an encoder ({run.config.model.kind}): it does not generate answers; probe it "
+                        "with python scripts/probe.py")
+    key = jax.random.key(_SEED.value)
+    trained = "QA-trained half" if task.config.qa_fraction > 0 else "QA-training half (this run trained no QA)"
+    halves = {"train": trained, "test": "held-out half (its QA never trained: extraction)"}
+    shown = _COUNT.value
+    print(f"{workdir} at step {run.step} ({task.describe()}): greedy answers, "
+          f"{shown} {'person' if shown == 1 else 'people'} of each half\n")
+    accuracy, people = {}, {}
+    for half, persons in task.eval_persons.items():
+        answers = task.qa_answers(model, persons, key)
+        for first in range(0, min(shown, len(persons)) * len(bio.ATTRIBUTES), len(bio.ATTRIBUTES)):
+            print(f"--- {halves[half]}: {task.people.full_name(answers[first].person)}")
+            for answer in answers[first:first + len(bio.ATTRIBUTES)]:
+                print(f"  {answer.attribute:<14} model: {answer.answer}  | truth: {answer.truth}  "
+                      f"({'right' if answer.correct else 'wrong'})")
+            print()
+        accuracy[half], people[half] = bio.attribute_accuracy(answers), len(persons)
+    print(f"| attribute | QA-trained half ({people['train']} people) | held-out half ({people['test']} people) |")
+    print("|---|---|---|")
+    for attribute in (*bio.ATTRIBUTES, "all"):
+        print(f"| {attribute} | {accuracy['train'][attribute]:.3f} | {accuracy['test'][attribute]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The knowledge world as a training task: packing, the QA split, the batch mix, exposures,
 fine-tuning from a pretrained run (full and LoRA), and a tiny mixed-training run that learns QA."""
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -145,6 +147,42 @@ def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
     accuracy = summary.eval_metrics["qa_train"]
     # chance for an exact-match answer is below 1% (the least varied attribute has 100 values)
     assert accuracy > 0.3, summary.eval_metrics
+    _check_generate_shows_answers_beside_the_truth(config, summary.eval_metrics)
+
+
+def _check_generate_shows_answers_beside_the_truth(config, metrics):
+    """scripts/generate.py on the trained run: 2 people of each half, each of their six answers beside
+    the truth from the people table, and the run's own accuracy per attribute and half."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, os.path.join(repo, "scripts", "generate.py"), f"--workdir={config.workdir}",
+                             "--count=2"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": repo})  # this checkout's lmphys, not an installed one
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{config.workdir} at step 120 (bioS 12 people): greedy answers, 2 people of each half"
+    task = runs.build_task(config)
+    names = {task.people.full_name(person): person for person in range(12)}
+    shown = {"train": [], "test": []}
+    for index, line in enumerate(lines):
+        if not line.startswith("--- "):
+            continue
+        half = "train" if line.startswith("--- QA-trained half: ") else "test"
+        assert half == "train" or line.startswith("--- held-out half")
+        person = names[line.rsplit(": ", 1)[1]]
+        shown[half].append(person)
+        for attribute, answer_line in zip(bio.ATTRIBUTES, lines[index + 1:index + 7]):
+            said_attribute, rest = answer_line.split(maxsplit=1)
+            answer, truth_and_verdict = rest.removeprefix("model: ").split("  | truth: ")
+            truth, verdict = truth_and_verdict.rsplit("  ", 1)
+            assert said_attribute == attribute and truth == task.people.value(person, attribute)
+            assert verdict == ("(right)" if answer == truth else "(wrong)")
+    assert shown == {half: list(persons[:2]) for half, persons in task.eval_persons.items()}
+    assert set(shown["train"]) <= set(task.qa_train) and set(shown["test"]) <= set(task.qa_test)
+    table = {line.split(" | ")[0].removeprefix("| "): line.strip("| ").split(" | ")[1:] for line in lines[-7:]}
+    assert lines[-9] == "| attribute | QA-trained half (6 people) | held-out half (6 people) |"
+    for attribute in (*bio.ATTRIBUTES, "all"):
+        suffix = "" if attribute == "all" else f"_{attribute}"
+        assert table[attribute] == [f"{metrics['qa_train' + suffix]:.3f}", f"{metrics['qa_test' + suffix]:.3f}"]
 
 
 def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path):

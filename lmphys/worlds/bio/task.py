@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 
 from lmphys.config import require, require_fields
-from lmphys.errors import ConfigError
+from lmphys.errors import ConfigError, DataError
 from lmphys.worlds.base import Batch, ModelFns, masked_lm_batch
 from lmphys.worlds.bio import biod, manipulation, pack
 from lmphys.worlds.bio.people import ATTRIBUTES, sample_people
@@ -67,6 +67,27 @@ AUGMENTATIONS = {
 _EVAL_CHUNK = 256  # prompts per generation call
 _PACKING_BUDGET_TOKENS = 2**26  # per pool: several packings while they fit (~320 MB of rows)
 _MOST_PACKINGS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A model's answer to one of a person's six questions, beside the truth."""
+
+    person: int
+    attribute: str
+    question: str
+    truth: str
+    answer: str  # the greedy continuation up to its eos; "... (no eos)" if it never ended
+    correct: bool
+
+
+def attribute_accuracy(answers: list[Answer]) -> dict[str, float]:
+    """The share of right answers per attribute (ATTRIBUTES order) and over all, "all"."""
+    correct = np.array([answer.correct for answer in answers])
+    attribute = np.array([answer.attribute for answer in answers])
+    out = {name: float(correct[attribute == name].mean()) for name in ATTRIBUTES}
+    out["all"] = float(correct.mean())
+    return out
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -335,14 +356,26 @@ class BioTask:
                 outputs.append(generated[:ends[0]] if len(ends) else np.append(generated, -1))  # -1: never ended
         return outputs
 
-    def _attribute_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
+    @property
+    def eval_persons(self) -> dict[str, np.ndarray]:
+        """The people each evaluation asks: {"train": of the QA-trained half, "test": of the other}."""
+        return dict(self._eval_sets)
+
+    def qa_answers(self, model: ModelFns, persons: np.ndarray, key: jax.Array) -> list[Answer]:
+        """The model's answers to the six questions about each of `persons` (bioS), in order."""
+        if self.config.world != "bios":
+            raise DataError("bioD worlds have no questions: they measure capacity")
         questions, answers, attribute = qa_tokens(self.people, persons)
         generated = self._answers(model, key, questions, max(len(a) for a in answers))
-        correct = np.array([np.array_equal(g, a) for g, a in zip(generated, answers)])
-        attribute = np.asarray(attribute)
-        out = {f"qa_{half}_{name}": float(correct[attribute == index].mean()) for index, name in enumerate(ATTRIBUTES)}
-        out[f"qa_{half}"] = float(correct.mean())
-        return out
+        decode = self.tokenizer.decode
+        return [Answer(int(persons[i // len(ATTRIBUTES)]), ATTRIBUTES[int(a)], decode(q), decode(truth),
+                       decode(g[g >= 0]) + ("" if len(g) == 0 or g[-1] >= 0 else " ... (no eos)"),
+                       bool(np.array_equal(g, truth)))
+                for i, (q, truth, g, a) in enumerate(zip(questions, answers, generated, attribute))]
+
+    def _attribute_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
+        return {f"qa_{half}_{name}" if name != "all" else f"qa_{half}": value
+                for name, value in attribute_accuracy(self.qa_answers(model, persons, key)).items()}
 
     def _manipulation_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
         tok = self.tokenizer
