@@ -64,7 +64,8 @@ def check_field(config: ml_collections.ConfigDict, field: str, where: str) -> No
     node: Any = config
     for part in field.split("."):
         if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
-            raise ConfigError(f"{field} is not a field of {where} (configs/default.py lists every field of a run)")
+            raise ConfigError(f"{field} is not a field of {where}: check its spelling against that file "
+                              "(configs/default.py lists every field of a run)")
         node = node[part]
 
 
