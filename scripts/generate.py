@@ -26,6 +26,8 @@ _DIFFICULTY = flags.DEFINE_enum("difficulty", "med", list(igsm.DIFFICULTIES), "P
 _OP = flags.DEFINE_integer("op", None, "Operations of the shortest solution (default: the training law).")
 _FMT = flags.DEFINE_enum("fmt", "pq", list(igsm.FORMATS), "pq: problem then question; qp: question first.")
 _SPLIT = flags.DEFINE_enum("split", "train", list(igsm.SPLITS), "Solution-template split.")
+_BINS = flags.DEFINE_enum("bins", "paper", list(igsm.BIN_SPLITS),
+                          "Template bins of the split: paper (train 0..16) or released (train 0..15).")
 _REASK = flags.DEFINE_bool("reask", False, "Ask the same problem about another parameter.")
 _RETRY_RATE = flags.DEFINE_float("retry_rate", 0.0, "Part 2.2: chance of a mistake taken back before each step.")
 _RETRY_KIND = flags.DEFINE_enum("retry_kind", "retry", list(igsm.RETRY_KINDS), "Which wrong parameters.")
@@ -48,7 +50,7 @@ def _print_problems() -> None:
         raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
         problem = igsm.generate(seed, _DIFFICULTY.value, op=_OP.value, fmt=_FMT.value, reask=_REASK.value,
-                                split=_SPLIT.value)
+                                split=_SPLIT.value, bins=_BINS.value)
         solution = tok.decode(problem.solution_tokens(_RETRY_RATE.value, _RETRY_KIND.value, seed=seed)[0])
         verdict = igsm.check_solution(problem, solution)
         parts = [problem.problem, problem.question] if problem.fmt == "pq" else [problem.question, problem.problem]
@@ -69,7 +71,8 @@ def _print_model_solutions(workdir: str) -> None:
     model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
     problems, seeds, too_long = [], [], 0
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
-        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value)
+        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value,
+                                bins=task.bins)
         if len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1 <= task.eval_len:
             problems.append(problem)
             seeds.append(seed)
