@@ -63,7 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
     task.mask_mistakes = False  # take the mistaken tokens out of the loss
     task.train_tokens = 0  # > 0: train.steps is set so the run sees this many tokens (equal-token comparisons)
     task.data_workers = 0  # processes generating batches ahead (0: in the training process)
-    task.pack = False  # several whole problems per row (rows one problem long are ~40% filled at med)
+    task.pack = False  # several whole problems per row (rows one problem long are ~35% filled at med)
     task.eval_problems = 32  # per op
     task.eval_ops = ""  # comma-separated ops to evaluate; "": every training op and the OOD ops
     task.split_bins = "paper"  # template bins: paper (train 0..16, test 17..22) or released (0..15 / 16..22)
