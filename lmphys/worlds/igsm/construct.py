@@ -33,16 +33,17 @@ _MAX_REFS = 4  # the released max_param: dependencies of one sentence at most
 
 def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
                target: int) -> tuple[int, int, int, int, int, int, int, float] | None:
-    """(s, n, m, d, w0, w1, e, p) as the released gen_param_light draws them, or None as soon as
-    the draw cannot give a world of op `target` (see below; the skipped draws are independent of
-    the rest, so skipping them changes the speed, not the distribution)."""
-    s = min(_below(rng, max_op), _below(rng, max_op)) + 1 if op is None else op
-    if s < target:
-        return None
+    """(s, n, m, d, w0, w1, e, p) as the released gen_param_light draws them, among the draws
+    that can give a world of op `target` (None for one that cannot; see below: the release draws
+    and rejects the others, which are independent of the rest, so leaving them out changes the
+    speed, not the distribution)."""
+    # A budget below the target never matches (see below), so s is drawn from the released law
+    # min(t0, t1) restricted to s >= target: the same draws the release keeps, without the others.
+    s = op if op is not None else target + _weighted_index(rng, _budget_weights(max_op, target))
     n = max(_below(rng, s), _below(rng, s)) + 1
     m = n + _below(rng, s - n + 1)
     weights = _depth_weights(s, max_edge)
-    d, t0, t1 = (2 + _weighted_index(rng, weights) for _ in range(3))
+    d, t0, t1 = 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights)
     w0, w1 = min(t0, t1), max(t0, t1)
     min_edges = (d - 1) * w0
     e = min_edges + min(_below(rng, max_edge - min_edges + 1), _below(rng, max_edge - min_edges + 1))
@@ -50,6 +51,12 @@ def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
     if s > target and min(m, e) > target:
         return None
     return s, n, m, d, w0, w1, e, rng.random()
+
+
+@functools.lru_cache(maxsize=None)
+def _budget_weights(max_op: int, target: int) -> tuple[int, ...]:
+    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised)."""
+    return tuple(2 * (max_op - k) + 1 for k in range(target, max_op + 1))
 
 
 @functools.lru_cache(maxsize=None)
@@ -162,39 +169,55 @@ class Draft:
 
     # -- step 3: necessary parameters ----------------------------------------------------------
 
-    def _try_abstract(self, record: tuple[list, list, list], key: tuple[int, int, int]) -> int:
-        """Move abstract parameter `key` (and what it needs) into record's chosen; its op cost.
-        A record is (remain, inter, chosen)."""
-        remain, inter, chosen = record
+    def _abstract_cost(self, key: tuple[int, int, int], inter: set, remain: set, taken: tuple[set, set]) -> int:
+        """The op cost of adding abstract parameter `key` with what it needs (the released
+        `try_inter`), without adding it: `taken` collects the abstract keys and the edges it would
+        take from `inter` and `remain` (both are (i, j, k) triples, so they are kept apart)."""
+        taken_abstract, taken_edges = taken
         i, j, k = key
-        inter.remove(key)
-        chosen.append((ABSTRACT, i, j, k))
+        taken_abstract.add(key)
         count = 0
         kids = self.children.get((i, j), ())
         for x in kids:
-            if i + 1 != k and (i + 1, x, k) in inter:
-                count += self._try_abstract(record, (i + 1, x, k))
-            if (i, j, x) in remain:
+            deeper = (i + 1, x, k)
+            if i + 1 != k and deeper in inter and deeper not in taken_abstract:
+                count += self._abstract_cost(deeper, inter, remain, taken)
+            edge = (i, j, x)
+            if edge in remain and edge not in taken_edges:
                 count += 1
-                remain.remove((i, j, x))
-                chosen.append((INSTANCE, i, j, x))
+                taken_edges.add(edge)
         if i + 1 == k:
             return count + (len(kids) - 1 if len(kids) > 1 else 1)
         return count + max(2 * len(kids) - 1, 1)
 
-    def _record(self) -> tuple[list, list, list]:
-        return self.remain, self.inter, self.chosen
-
-    def _set_record(self, record: tuple[list, list, list]) -> None:
-        self.remain, self.inter, self.chosen = record
+    def _take_abstract(self, key: tuple[int, int, int], inter: set, remain: set) -> None:
+        """Add abstract parameter `key` and what it needs to `chosen`, in the order `try_inter`
+        moves them (the order later steps read `chosen` in)."""
+        i, j, k = key
+        self.inter.remove(key)
+        inter.discard(key)
+        self.chosen.append((ABSTRACT, i, j, k))
+        for x in self.children.get((i, j), ()):
+            deeper = (i + 1, x, k)
+            if i + 1 != k and deeper in inter:
+                self._take_abstract(deeper, inter, remain)
+            edge = (i, j, x)
+            if edge in remain:
+                remain.discard(edge)
+                self.remain.remove(edge)
+                self.chosen.append((INSTANCE, i, j, x))
 
     def choose_param(self, n: int, m: int) -> None:
         """The released `choose_param`: sweep the spans k - i = 1..d-1, each sweep adding the
-        widest-span random abstract parameter whose cost still fits n; then the fixed edges."""
+        widest-span random abstract parameter whose cost still fits n; then the fixed edges.
+        (The release costs each candidate on a copy of its records and keeps the copy of the one
+        it adds; costing without copying and adding the chosen one gives the same records, since
+        the records do not change between a candidate's costing and its adding.)"""
         rng = self.rng
         n = min(n, self.total)
         n_fix = m - n
-        previous, previous_count = self._record(), 0
+        inter, remain = set(self.inter), set(self.remain)
+        previous, previous_count = None, 0
         lowest, highest = 1, self.d - 1
         while n > 0:
             candidates_seen = False
@@ -207,8 +230,8 @@ class Draft:
                         highest -= 1
                     continue
                 candidates_seen = True
-                trial = (list(self.remain), list(self.inter), list(self.chosen))
-                count = self._try_abstract(trial, _choice(rng, options))
+                key = _choice(rng, options)
+                count = self._abstract_cost(key, inter, remain, (set(), set()))
                 if diff == lowest and count > n:
                     fixed = min(n + n_fix, len(self.remain))
                     self._choose_edges(fixed)
@@ -216,13 +239,14 @@ class Draft:
                     return
                 if count <= n:
                     if diff < highest:
-                        previous, previous_count = trial, count
+                        previous, previous_count = key, count
                     else:
-                        self._set_record(trial)
+                        self._take_abstract(key, inter, remain)
                         n -= count
                         break
                 else:
-                    self._set_record(previous)
+                    if previous is not None:
+                        self._take_abstract(previous, inter, remain)
                     n -= previous_count
                     break
             if not candidates_seen:  # nothing left to add (the released loop would spin here)
