@@ -233,13 +233,13 @@ def bench_igsm(repeats: int, difficulty: str = "med", count: int = 4000) -> list
         list(pool.map(_igsm_rows, [difficulty] * workers * 2, range(0, 2 * workers * chunk, chunk), [chunk] * workers * 2))
         parallel_s = time.perf_counter() - started
     problems = [igsm.generate(seed, difficulty) for seed in range(1000)]
-    check_s = _timed_host(lambda: [igsm.check_solution(p, p.solution) for p in problems])
+    check_s = _timed_host(lambda: [igsm.check_solution(p, p.solution_ids) for p in problems])
     return [
         (f"igsm.generate {difficulty} (training ops) + tokens, 1 process", f"{count / one:,.0f} problems/s",
          f"{count} problems in {one:.2f}s"),
         (f"igsm.generate {difficulty} + tokens, {workers} worker processes", f"{2 * workers * chunk / parallel_s:,.0f} problems/s",
          f"{2 * workers * chunk} problems in {parallel_s:.2f}s (spawn start-up excluded)"),
-        (f"igsm.check_solution {difficulty} (full solution, text in)", f"{len(problems) / check_s:,.0f} solutions/s",
+        (f"igsm.check_solution {difficulty} (full solution, token ids in)", f"{len(problems) / check_s:,.0f} solutions/s",
          f"{check_s:.2f}s for {len(problems)}"),
     ]
 

@@ -30,6 +30,8 @@ _OP = flags.DEFINE_integer("op", None, "Operations of the shortest solution (def
                            lower_bound=1)
 _FMT = flags.DEFINE_enum("fmt", "pq", list(igsm.FORMATS), "pq: problem then question; qp: question first.")
 _SPLIT = flags.DEFINE_enum("split", "train", list(igsm.SPLITS), "Solution-template split.")
+_BINS = flags.DEFINE_enum("bins", "paper", list(igsm.BIN_SPLITS),
+                          "Template bins of the split: paper (train 0..16) or released (train 0..15).")
 _REASK = flags.DEFINE_bool("reask", False, "Ask the same problem about another parameter.")
 _RETRY_RATE = flags.DEFINE_float("retry_rate", 0.0, "Part 2.2: chance of a mistake taken back before each step.")
 # At rate 1 every step would be preceded by mistakes forever.
@@ -51,7 +53,7 @@ def _print_problems() -> None:
     tok = igsm.tokenizer()
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
         problem = igsm.generate(seed, _DIFFICULTY.value, op=_OP.value, fmt=_FMT.value, reask=_REASK.value,
-                                split=_SPLIT.value)
+                                split=_SPLIT.value, bins=_BINS.value)
         solution = tok.decode(problem.solution_tokens(_RETRY_RATE.value, _RETRY_KIND.value, seed=seed)[0])
         verdict = igsm.check_solution(problem, solution)
         parts = [problem.problem, problem.question] if problem.fmt == "pq" else [problem.question, problem.problem]
@@ -70,7 +72,8 @@ def _print_model_solutions(workdir: str) -> None:
     model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
     problems, seeds, too_long = [], [], 0
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
-        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value)
+        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value,
+                                bins=task.bins)
         if len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1 <= task.eval_len:
             problems.append(problem)
             seeds.append(seed)
