@@ -113,8 +113,8 @@ def _files(tmp):
 
 def _cases(f):
     """(script, arguments, words the sentence must hold[, environment])."""
-    train, sweep, report, probe, generate, bench = (f"scripts/{name}.py" for name in
-                                                     ("train", "sweep", "report", "probe", "generate", "bench"))
+    train, sweep, report, probe, generate, bench, igsm_stats = (
+        f"scripts/{name}.py" for name in ("train", "sweep", "report", "probe", "generate", "bench", "igsm_stats"))
     return [
         # train.py: flags, config files, config fields and values, workdirs
         (train, ["extra"], "unexpected arguments: extra"),
@@ -219,6 +219,10 @@ def _cases(f):
         (bench, ["--sections=data", "--data_configs=missing.py"], "missing.py' does not exist"),
         (bench, ["--sections=cfg", "--grammar=bogus"], "unknown grammar 'bogus'"),
         (bench, ["extra"], "unexpected arguments: extra"),
+        # igsm_stats.py
+        (igsm_stats, ["--count=0"], "--count=0 is invalid"),
+        (igsm_stats, ["--per_op=-1"], "--per_op=-1 is invalid"),
+        (igsm_stats, ["extra"], "unexpected arguments: extra"),
     ]
 
 
