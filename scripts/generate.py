@@ -18,6 +18,9 @@ held-out half: extraction), each beside the truth, then a table of the accuracy 
 each half's evaluation people (task.eval_people of each; the run's own qa_* metrics):
 
     python scripts/generate.py --workdir=runs/bio_small_finetune_single --count=3
+
+Exit status 0, or 2 with `error: <sentence>` for a bad flag (e.g. --retry_rate outside [0, 1)) or a
+workdir that holds no trained iGSM or bioS decoder run.
 """
 import jax
 from absl import app, flags
@@ -27,14 +30,19 @@ from lmphys.errors import DataError
 from lmphys.train import runs
 from lmphys.worlds import bio, igsm
 
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.")
-_COUNT = flags.DEFINE_integer("count", 2, "How many problems.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.", lower_bound=0)
+_COUNT = flags.DEFINE_integer("count", 2, "How many problems (of a knowledge run: people of each half).", lower_bound=1)
 _DIFFICULTY = flags.DEFINE_enum("difficulty", "med", list(igsm.DIFFICULTIES), "Problem sizes.")
-_OP = flags.DEFINE_integer("op", None, "Operations of the shortest solution (default: the training law).")
+_OP = flags.DEFINE_integer("op", None, "Operations of the shortest solution (default: the training law).",
+                           lower_bound=1)
 _FMT = flags.DEFINE_enum("fmt", "pq", list(igsm.FORMATS), "pq: problem then question; qp: question first.")
 _SPLIT = flags.DEFINE_enum("split", "train", list(igsm.SPLITS), "Solution-template split.")
+_BINS = flags.DEFINE_enum("bins", "paper", list(igsm.BIN_SPLITS),
+                          "Template bins of the split: paper (train 0..16) or released (train 0..15).")
 _REASK = flags.DEFINE_bool("reask", False, "Ask the same problem about another parameter.")
 _RETRY_RATE = flags.DEFINE_float("retry_rate", 0.0, "Part 2.2: chance of a mistake taken back before each step.")
+# At rate 1 every step would be preceded by mistakes forever.
+flags.register_validator("retry_rate", lambda rate: 0 <= rate < 1, message="it must lie in [0, 1)")
 _RETRY_KIND = flags.DEFINE_enum("retry_kind", "retry", list(igsm.RETRY_KINDS), "Which wrong parameters.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its model's solutions instead; a "
                                  "knowledge run: its answers beside the truth (--count people of each half).")
@@ -43,20 +51,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its m
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.user_errors():
-        if _WORKDIR.value:
-            _print_trained_run(_WORKDIR.value)
-        else:
-            _print_problems()
+    if _WORKDIR.value:
+        _print_trained_run(_WORKDIR.value)
+    else:
+        _print_problems()
 
 
 def _print_problems() -> None:
     tok = igsm.tokenizer()
-    if _COUNT.value < 1:
-        raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
         problem = igsm.generate(seed, _DIFFICULTY.value, op=_OP.value, fmt=_FMT.value, reask=_REASK.value,
-                                split=_SPLIT.value)
+                                split=_SPLIT.value, bins=_BINS.value)
         solution = tok.decode(problem.solution_tokens(_RETRY_RATE.value, _RETRY_KIND.value, seed=seed)[0])
         verdict = igsm.check_solution(problem, solution)
         parts = [problem.problem, problem.question] if problem.fmt == "pq" else [problem.question, problem.problem]
@@ -67,15 +72,15 @@ def _print_problems() -> None:
 
 
 def _print_trained_run(workdir: str) -> None:
-    cli.quiet_library_logs()
-    if _COUNT.value < 1:
-        raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
-    run = runs.load_trained(workdir)
-    shows = {"igsm": _print_model_solutions, "bio": _print_knowledge_answers}
-    if run.config.task.name not in shows:
-        raise DataError(f"{workdir} trained on the {run.config.task.name} task: generate.py shows igsm runs' "
-                        "solutions and bio runs' answers")
-    shows[run.config.task.name](workdir, run)
+    config = runs.load_config(workdir)  # what the run is, before its checkpoint is read
+    if config.task.name == "igsm":
+        _print_model_solutions(workdir, runs.load_trained(workdir))
+    elif config.task.name == "bio":
+        _check_answers_can_be_shown(workdir, config)
+        _print_knowledge_answers(workdir, runs.load_trained(workdir))
+    else:
+        raise DataError(f"{workdir} trained on the {config.task.name} task, not igsm or bio: generate.py shows "
+                        "iGSM runs' solutions and knowledge runs' answers")
 
 
 def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
@@ -83,7 +88,8 @@ def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
     model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
     problems, seeds, too_long = [], [], 0
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
-        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value)
+        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value,
+                                bins=task.bins)
         if len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1 <= task.eval_len:
             problems.append(problem)
             seeds.append(seed)
@@ -108,15 +114,18 @@ def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
           f"{sum(a.text.count('[BACK]') for a in attempts) / count:.1f} [BACK] per solution")
 
 
+def _check_answers_can_be_shown(workdir: str, config) -> None:
+    if config.task.world != "bios":
+        raise DataError(f"{workdir} trained on a bioD world, which has no questions (its measure is capacity: "
+                        f"python scripts/probe.py --workdir={workdir} --analyses=capacity)")
+    if config.model.kind != "gpt":
+        raise DataError(f"{workdir} is an encoder ({config.model.kind}), which does not generate answers: probe it "
+                        f"with python scripts/probe.py --workdir={workdir}")
+
+
 def _print_knowledge_answers(workdir: str, run: runs.TrainedRun) -> None:
     task = run.task
-    if task.config.world != "bios":
-        raise DataError(f"{workdir} trained on a bioD world, which has no questions (its measure is capacity: "
-                        "python scripts/probe.py --analyses=capacity)")
     model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
-    if model.sample is None:
-        raise DataError(f"{workdir} is an encoder ({run.config.model.kind}): it does not generate answers; probe it "
-                        "with python scripts/probe.py")
     key = jax.random.key(_SEED.value)
     trained = "QA-trained half" if task.config.qa_fraction > 0 else "QA-training half (this run trained no QA)"
     halves = {"train": trained, "test": "held-out half (its QA never trained: extraction)"}
@@ -140,4 +149,4 @@ def _print_knowledge_answers(workdir: str, run: runs.TrainedRun) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
