@@ -291,3 +291,4 @@ def test_train_tokens_sets_steps_for_equal_tokens():
     retry = _task(train_tokens=200_000, retry_rate=0.5)
     assert clean.train_steps(10) > retry.train_steps(10) > 0
     assert _task().train_steps(10) == 10
+    assert clean.steps_from == "task.train_tokens = 200000"  # the run's one line says what set its steps

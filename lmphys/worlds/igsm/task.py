@@ -181,6 +181,11 @@ class IGSMTask:
                     break
         return tokens, flags
 
+    @property
+    def steps_from(self) -> str:
+        """What sets the run's length when `train_steps` replaces the config's train.steps."""
+        return f"task.train_tokens = {self.train_tokens}"
+
     def train_steps(self, steps: int) -> int:
         """`steps`, or with train_tokens > 0 the steps that see that many tokens (the mean real,
         non-pad length of a row measured on the first batches), so runs whose solutions differ in
