@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from lmphys.config import load_config_file
 from tests.conftest import REPO, tiny_config
 
 CASE_SECONDS = 60
@@ -97,6 +98,9 @@ def _files(tmp):
 
     good = tiny_config(str(tmp / "fake_run"))
     made["fake_run"] = run_dir("fake_run", good.to_json())
+    for name, config_file, argument in (("biod_run", "capacity.py", "biod,100"), ("bert_run", "small.py", "bert,single"),
+                                        ("bios_run", "small.py", "pretrain,single")):  # no checkpoints
+        made[name] = run_dir(name, load_config_file(os.path.join(REPO, "configs", "bio", config_file), argument).to_json())
     good.model.num_heads = 3
     made["invalid_run"] = run_dir("invalid_run", good.to_json())
     made["corrupt_json"] = run_dir("corrupt_json", '{"seed": 0, "task": {')
@@ -201,7 +205,11 @@ def _cases(f):
         (generate, ["--seed=-1"], "--seed=-1 is invalid"),
         (generate, ["--difficulty=bogus"], "--difficulty=bogus is invalid"),
         (generate, ["--split=bogus"], "--split=bogus is invalid"),
-        (generate, [f"--workdir={f['fake_run']}"], "trained on the cfg task, not igsm"),
+        (generate, [f"--workdir={f['fake_run']}"], "trained on the cfg task, not igsm or bio"),
+        (generate, [f"--workdir={f['biod_run']}"], "trained on a bioD world, which has no questions"),
+        (generate, [f"--workdir={f['bert_run']}"], "is an encoder (bert), which does not generate answers"),
+        (generate, [f"--workdir={f['bios_run']}"], "holds no finished checkpoint yet"),
+        (generate, [f"--workdir={f['bios_run']}", "--count=0"], "--count=0 is invalid"),
         (generate, ["--workdir=/nonexistent"], "/nonexistent is not a directory"),
         (generate, [f"--workdir={f['corrupt_json']}"], "config.json is not valid JSON"),
         (generate, ["extra"], "unexpected arguments: extra"),
