@@ -31,6 +31,6 @@ from lmphys.worlds.bio.text import Augment, Documents, biographies, qa_pairs, qa
 # Analyses of a trained model (sweep `analyses`, scripts/probe.py): name -> fn(task, graphdef, params).
 ANALYSES = {"capacity": capacity.analyze_run, "knowledge_probes": probes.analyze_run}
 
-__all__ = ["ATTRIBUTES", "AUGMENTATIONS", "Answer", "Augment", "attribute_accuracy", "Documents", "People", "BioTask", "biographies", "qa_pairs",
-           "qa_tokens", "sample_people", "tokenizer", "default_config", "validate", "validate_config",
+__all__ = ["ATTRIBUTES", "AUGMENTATIONS", "Answer", "Augment", "attribute_accuracy", "Documents", "People", "BioTask",
+           "biographies", "qa_pairs", "qa_tokens", "sample_people", "tokenizer", "default_config", "validate", "validate_config",
            "task_from_config", "ANALYSES"]
