@@ -7,7 +7,8 @@ attention from each boundary to the previous one; writes <workdir>/structure.jso
 Knowledge runs (Part 3): P-probing (each attribute from the hidden state just before each
 attribute's value in the person's biography) and Q-probing (from the name alone), trained vs random
 init; and for decoders the capacity: bits of knowledge held (the bit-complexity lower bound from
-the losses on names and values), per parameter, also after int8 / int4 quantization; writes
+the losses on names and values) beside the reachable ceiling, per parameter with and without the
+embedding parameters, also after int8 / int4 quantization; writes
 <workdir>/knowledge.json. `--analyses=capacity` or `=probes` runs one of them.
 
 iGSM runs (Part 2.1): V-probing of nece, dep, known, value, can_next and nece_next on every layer,
@@ -59,9 +60,12 @@ def _knowledge(run) -> dict:
                 print(f"| {name} | {value:.3f} | {summary.get(name + '_random_init', float('nan')):.3f} |")
     if "capacity" in _ANALYSES.value and run.config.model.kind == "gpt":
         result["capacity"] = bits = capacity.analyze_run(run.task, run.graphdef, run.params)
-        print(f"\n{bits['params']:,} parameters\n\n| weights | bits of knowledge | bits per parameter |\n|---|---|---|")
+        print(f"\n{bits['params']:,} parameters, {bits['params_without_embedding']:,} without the embedding ones; "
+              f"a perfect model would hold {bits['ceiling']:,.0f} bits (the reachable ceiling: names at loss ln N)\n")
+        print("| weights | bits of knowledge | of the ceiling | bits per parameter | without embeddings |\n|---|---|---|---|---|")
         for label in ("fp32", "int8", "int4"):
-            print(f"| {label} | {bits[label]['total']:,.0f} | {bits['bits_per_param_' + label]:.3f} |")
+            print(f"| {label} | {bits[label]['total']:,.0f} | {bits[label]['total'] / bits['ceiling']:.3f} | "
+                  f"{bits['bits_per_param_' + label]:.4f} | {bits['bits_per_param_' + label + '_without_embedding']:.4f} |")
     return result
 
 
