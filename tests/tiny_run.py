@@ -1,0 +1,32 @@
+"""Config files for the runs and sweeps that tests start in other processes (scripts/train.py,
+scripts/sweep.py, SLURM array tasks): the tiny run of tests/conftest.py.
+
+    --config=tests/tiny_run.py:run        one tiny run (conftest.tiny_config)
+    --config=tests/tiny_run.py:sweep      num_layers 1, 2 x seed 0, 1: two jobs of two stacked models,
+                                          and two trials with num_heads=3, which fail validation
+                                          (a job each)
+"""
+import ml_collections
+
+from tests.conftest import tiny_config
+
+KINDS = ("run", "sweep")
+
+
+def get_config(kind: str = "run") -> ml_collections.ConfigDict:
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is unknown: it must be one of {', '.join(KINDS)}")
+    base = tiny_config("runs/tiny", steps=8)
+    base.train.eval_every = base.train.checkpoint_every = 1000
+    if kind == "run":
+        return base
+    sweep = ml_collections.ConfigDict()
+    sweep.workdir = "runs/tiny_sweep"
+    # Long enough (a few seconds of steps) for a test to requeue a task while it trains.
+    base.train.steps, base.train.checkpoint_every = 300, 25
+    sweep.base = base
+    sweep.grid = ml_collections.ConfigDict({"seed": [0, 1]})
+    sweep.cases = [{"model": {"num_layers": 1}}, {"model": {"num_layers": 2}}, {"model": {"num_heads": 3}}]
+    sweep.analyses = ()
+    sweep.slurm = ml_collections.ConfigDict({"cpus_per_task": 1, "time": "00:10:00"})
+    return sweep
