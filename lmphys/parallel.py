@@ -143,11 +143,13 @@ def fetch(mesh: Mesh, tree: Any) -> Any:
     return jax.device_get(jax.tree.map(lambda leaf: leaf.addressable_data(0), _replicate(mesh)(tree)))
 
 
-def process_block(sharding: jax.sharding.Sharding, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """The block of a global array of `shape` whose shards this process holds, one slice per
-    dimension: the rows of a host batch that this host must make (its devices' shards, which the
-    mesh layouts here always make one block)."""
-    indices = sharding.addressable_devices_indices_map(shape).values()
+def process_block(sharding: jax.sharding.Sharding, shape: tuple[int, ...],
+                  devices: Sequence[jax.Device] | None = None) -> tuple[slice, ...]:
+    """The block of a global array of `shape` whose shards this process holds (or `devices`
+    hold), one slice per dimension: the models and rows of a host batch that this host must make.
+    Raises ConfigError if those shards are not one block."""
+    held = set(sharding.addressable_devices if devices is None else devices)
+    indices = [index for device, index in sharding.devices_indices_map(shape).items() if device in held]
     block = []
     for dim, size in enumerate(shape):
         spans = [index[dim].indices(size)[:2] for index in indices]
@@ -155,7 +157,7 @@ def process_block(sharding: jax.sharding.Sharding, shape: tuple[int, ...]) -> tu
     covered = {tuple(index[dim].indices(size)[:2] for dim, size in enumerate(shape)) for index in indices}
     cells = sum(int(np.prod([stop - start for start, stop in spans])) for spans in covered)
     if cells < int(np.prod([piece.stop - piece.start for piece in block])):
-        raise ConfigError(f"the mesh gives process {jax.process_index()} pieces of the batch that are not one block; "
+        raise ConfigError("the mesh gives a host pieces of the batch that are not one block; "
                           "set parallel.models, data and fsdp so that each host holds whole blocks")
     return tuple(block)
 

@@ -23,8 +23,9 @@ def main(argv):
     with cli.user_errors():
         parallel.initialize_distributed(_CONFIG.value.parallel)
         summary = loop.run(_CONFIG.value)
-    for line in summary.lines():
-        print(line)
+    if parallel.is_primary():  # one summary per job
+        for line in summary.lines():
+            print(line)
 
 
 if __name__ == "__main__":

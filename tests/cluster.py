@@ -37,15 +37,17 @@ def script(name: str) -> list[str]:
     return [sys.executable, os.path.join(REPO, "scripts", name)]
 
 
-def run_processes(command: list[str], count: int, log_dir: str, devices: int = 1, timeout: float = 300) -> list[str]:
+def run_processes(command: list[str], count: int, log_dir: str, devices: int = 1, timeout: float = 300,
+                  parallel_field: str = "config.parallel") -> list[str]:
     """Start `count` processes of `command` by hand as one JAX job (coordinator on a free loopback
-    port, process ids 0..count-1), wait for all, and return their outputs; raise if one failed."""
+    port, process ids 0..count-1, set in the `parallel_field` section of its config), wait for all,
+    and return their outputs; raise if one failed."""
     address = f"127.0.0.1:{free_port()}"
     processes, logs = [], []
     for index in range(count):
         logs.append(os.path.join(log_dir, f"process{index}.log"))
-        flags = [f"--config.parallel.coordinator_address={address}", f"--config.parallel.num_processes={count}",
-                 f"--config.parallel.process_id={index}"]
+        flags = [f"--{parallel_field}.coordinator_address={address}", f"--{parallel_field}.num_processes={count}",
+                 f"--{parallel_field}.process_id={index}"]
         with open(logs[-1], "w") as log:
             processes.append(subprocess.Popen(command + flags, cwd=REPO, env=process_env(devices), stdout=log,
                                               stderr=subprocess.STDOUT))

@@ -254,6 +254,7 @@ def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack
     if host_fed and start < end:  # its workers (if any) start now, making this host's block alone
         models, rows = parallel.process_block(parallel.stacked_rows_sharding(mesh), batch_shape)[:2]
         seeds = [host_data.data_seed(member.config) for member in members[models]]
+        rows = None if rows == slice(0, first.task.batch_size) else rows  # one host: the task's whole batches
         host = cleanup.enter_context(host_data.HostBatches(parts.task, seeds, start, parts.task.data_workers,
                                                            prefetch=max(4, 2 * parts.task.data_workers), rows=rows))
     task_data = getattr(parts.task, "data", None)
