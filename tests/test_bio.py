@@ -134,6 +134,7 @@ def _run_config(workdir: str, **task_changes) -> ml_collections.ConfigDict:
     return config
 
 
+@pytest.mark.slow
 def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
     config = _run_config(str(tmp_path / "mixed"), qa_fraction=0.5)
     config.train.steps = config.train.eval_every = config.train.checkpoint_every = 120
@@ -144,6 +145,7 @@ def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
     assert accuracy > 0.3, summary.eval_metrics
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path):
     pretrain = _run_config(str(tmp_path / "pre"))
     pretrain.train.steps = 4
