@@ -74,4 +74,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.eval_every = 600
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 2
+    config.train.save_timeout_seconds = 600.0  # a checkpoint save unfinished after this long stops the run (hung disk)
     return config

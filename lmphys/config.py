@@ -9,23 +9,64 @@ them, and `lmphys.train.run_config.validate` checks a whole run config before an
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 from typing import Any, Iterable
 
 import ml_collections
 
-from lmphys.errors import ConfigError
+from lmphys.errors import ConfigError, LmphysError
 
 
 def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:
-    """Run a config file's `get_config(*args)` (as `--config=file.py:arg` passes one argument)."""
+    """Run a config file's `get_config(*args)` (as `--config=file.py:arg` passes one argument).
+    Every way a config file can fail (missing, broken, no get_config, a wrong argument, an error
+    inside it, something else than a ConfigDict) is a ConfigError in one sentence."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location("lmphys_user_config", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(*args)
+    try:
+        spec.loader.exec_module(module)
+    except LmphysError:
+        raise
+    except Exception as error:  # noqa: BLE001 (a user's file can raise anything)
+        raise ConfigError(f"config file {path!r} could not be loaded: {_one_line(error)}") from None
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError(f"config file {path!r} has no get_config() function")
+    given = f"--config={path}:{args[0]}" if args else f"--config={path}"
+    try:
+        inspect.signature(get_config).bind(*args)
+    except TypeError:
+        takes = [name for name in inspect.signature(get_config).parameters]
+        wanted = f"an argument ({', '.join(takes)}), e.g. {path}:<{takes[0]}>" if takes else "no argument"
+        raise ConfigError(f"{given} is invalid: its get_config() takes {wanted}") from None
+    try:
+        config = get_config(*args)
+    except LmphysError:
+        raise
+    except Exception as error:  # noqa: BLE001 (as above)
+        raise ConfigError(f"{given} is invalid: its get_config() failed with {_one_line(error)}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"{given} is invalid: its get_config() returned a {type(config).__name__}, "
+                          "not an ml_collections.ConfigDict")
+    return config
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+
+
+def check_field(config: ml_collections.ConfigDict, field: str, where: str) -> None:
+    """ConfigError unless `field` (dotted) is a field of `config`; `where` names the config."""
+    node: Any = config
+    for part in field.split("."):
+        if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+            raise ConfigError(f"{field} is not a field of {where}: check its spelling against that file "
+                              "(configs/default.py lists every field of a run)")
+        node = node[part]
 
 
 def require(ok: bool, field: str, message: str, value: Any) -> None:

@@ -72,14 +72,16 @@ def collect(sweep_dir: str) -> list[Row]:
     trials_dir = os.path.join(sweep_dir, "trials")
     if not os.path.isdir(trials_dir):
         raise DataError(f"{sweep_dir} holds no trials/ directory: is it a sweep workdir?")
+    trial_ids = sorted(name for name in os.listdir(trials_dir) if os.path.isdir(os.path.join(trials_dir, name)))
+    if not trial_ids:
+        raise DataError(f"{trials_dir} holds no trials yet: run the sweep first (scripts/sweep.py)")
     rows = []
-    for trial_id in sorted(os.listdir(trials_dir)):
+    for trial_id in trial_ids:
         trial_dir = os.path.join(trials_dir, trial_id)
         row = Row(trial=trial_id)
         result_path = os.path.join(trial_dir, RESULT_FILE)
         if os.path.exists(result_path):
-            with open(result_path) as handle:
-                result = json.load(handle)
+            result = _read_result(result_path)
             row["status"] = "done"
             row.update(result["overrides"])
             row.overrides = tuple(result["overrides"])
@@ -90,6 +92,20 @@ def collect(sweep_dir: str) -> list[Row]:
             row["status"] = "failed" if os.path.exists(os.path.join(trial_dir, ERROR_FILE)) else "unfinished"
         rows.append(row)
     return rows
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    """A trial's result.json, checked for the parts a row is made of (DataError otherwise)."""
+    try:
+        with open(path) as handle:
+            result = json.load(handle)
+    except ValueError as error:
+        raise DataError(f"{path} is not valid JSON ({error}): delete it and rerun the sweep to redo that trial") from None
+    missing = [key for key in ("overrides", "eval", "final_loss", "analyses")
+               if not isinstance(result, dict) or key not in result]
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}: delete it and rerun the sweep to redo that trial")
+    return result
 
 
 def columns(rows: list[dict[str, Any]], include: tuple[str, ...] = ()) -> list[str]:

@@ -21,7 +21,9 @@ devices, so stacked models can be split over hosts (`parallel.models`).
 
 Restarting skips finished trials (those with a result.json) and resumes interrupted ones from their
 checkpoints; a trial that fails (bad config, exception, diverged loss) is recorded in its
-error.txt, the others go on, and a restart tries it again.
+error.txt (a diverged one the moment it diverges), the others go on, and a restart tries it again
+in a job of its own, so that its partners resume from their own checkpoints. A trial whose workdir
+another process holds is skipped as busy; a failed write (full disk) stops the whole sweep.
 """
 from __future__ import annotations
 
@@ -42,8 +44,9 @@ import jax
 import ml_collections
 
 from lmphys import parallel, worlds
-from lmphys.errors import ConfigError, LmphysError
-from lmphys.train import loop, metrics, run_config, runs, stack
+from lmphys.errors import ConfigError, LmphysError, StorageError
+from lmphys.train import checkpoint, loop, metrics, run_config, runs, stack
+from lmphys.train import workdir as workdir_lib
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
@@ -145,8 +148,25 @@ class Job:
         return self.trials[0].trial_id + (f" +{len(self.trials) - 1} stacked" if len(self.trials) > 1 else "")
 
 
+def check_sweep_config(sweep: ml_collections.ConfigDict) -> None:
+    """ConfigError unless the sweep config has its parts: `workdir`, a run config as `base`, a
+    `grid` that mirrors it and a list of `analyses`."""
+    if not isinstance(sweep.get("workdir"), str) or not sweep.get("workdir"):
+        raise ConfigError("the sweep config has no workdir: set config.workdir to the sweep's directory")
+    if not isinstance(sweep.get("base"), ml_collections.ConfigDict):
+        raise ConfigError("the sweep config has no base: set config.base to a complete run config "
+                          "(e.g. one of configs/cfg/*.py), which the grid then varies")
+    if not isinstance(sweep.get("grid"), (dict, ml_collections.ConfigDict)):
+        raise ConfigError("the sweep config has no grid: set config.grid to the swept fields, "
+                          "each a list of values, e.g. {'seed': [0, 1]}")
+    analyses = sweep.get("analyses", None)
+    if not isinstance(analyses, (list, tuple)) or not all(isinstance(name, str) for name in analyses):
+        raise ConfigError(f"analyses = {analyses!r} is invalid: it must be a list of analysis names, () for none")
+
+
 def plan(sweep: ml_collections.ConfigDict) -> list[Job]:
     """The sweep's jobs: trials grouped by shape, in grid order, at most max_models_per_job each."""
+    check_sweep_config(sweep)
     limit = sweep.get("max_models_per_job", DEFAULT_MAX_MODELS_PER_JOB)
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"max_models_per_job = {limit!r} is invalid: it must be a positive integer")
@@ -161,14 +181,6 @@ def plan(sweep: ml_collections.ConfigDict) -> list[Job]:
         groups.setdefault(key, []).append(trial)
     chunks = [group[start:start + limit] for group in groups.values() for start in range(0, len(group), limit)]
     return [Job(index, tuple(chunk)) for index, chunk in enumerate(chunks)]
-
-
-def _write_json(path: str, payload: dict) -> None:
-    """Write via a temporary file so a killed sweep never leaves half a result behind."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-    os.replace(temporary, path)
 
 
 def _analyses(sweep: ml_collections.ConfigDict) -> dict[str, Callable[..., dict]]:
@@ -189,17 +201,9 @@ def trial_status(workdir: str, trial: Trial) -> str:
         return "done"
     if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
         return "failed"
-    if _checkpoint_steps(trial_dir):
+    if checkpoint.finished_steps(trial_dir):
         return "interrupted"
     return "pending"
-
-
-def _checkpoint_steps(trial_dir: str) -> list[int]:
-    """Finished checkpoint steps (orbax renames a step's directory to its number when complete)."""
-    directory = os.path.join(trial_dir, "checkpoints")
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
 class _Board:
@@ -211,7 +215,7 @@ class _Board:
         self._lock = threading.Lock()
 
     def counts(self) -> str:
-        names = ("done", "running", "failed", "interrupted", "pending")
+        names = ("done", "running", "failed", "interrupted", "pending", "busy")
         counts = {name: sum(value == name for value in self.status.values()) for name in names}
         return ", ".join(f"{count} {name}" for name, count in counts.items() if count or name in ("done", "failed"))
 
@@ -241,8 +245,11 @@ def run_sweep(
     log: Callable[[str], None] = functools.partial(print, flush=True),
 ) -> dict[str, str]:
     """Run the unfinished trials of this process's share of the jobs; return {trial_id: state}
-    for those trials (done, failed or stopped)."""
+    for those trials (done, failed, stopped, or busy: another process trains them)."""
+    check_sweep_config(sweep)
     analyses = _analyses(sweep)
+    if not isinstance(num_jobs, int) or num_jobs < 1:
+        raise ConfigError(f"num_jobs = {num_jobs!r} is invalid: it must be a positive integer")
     if not 0 <= job_index < num_jobs:
         raise ConfigError(f"job_index = {job_index} is invalid: it must lie in [0, num_jobs = {num_jobs})")
     workdir = os.path.abspath(sweep.workdir)
@@ -250,7 +257,7 @@ def run_sweep(
     sweep.workdir = workdir
     jobs = [job for job in plan(sweep) if job.index % num_jobs == job_index]
     slices = _device_slices(parallel_jobs)
-    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.prepare(workdir)
     status = {trial.trial_id: trial_status(workdir, trial) for job in jobs for trial in job.trials}
     to_run = [job for job in jobs if any(status[trial.trial_id] != "done" for trial in job.trials)]
     share = f" (array task {job_index} of {num_jobs})" if num_jobs > 1 else ""
@@ -299,14 +306,37 @@ def _device_slices(parallel_jobs: int) -> list[list]:
 
 
 def _run_job(job: Job, sweep, analyses, devices, stop, log) -> dict[str, str]:
-    """Train the job's unfinished trials stacked, then record each one's result or error."""
+    """Train the job's unfinished trials stacked, then record each one's result or error. A trial
+    that failed before is retried in a job of its own: stacked with the others, its missing or
+    older checkpoints would pull their shared resume step back (to 0 when it diverged before its
+    first checkpoint)."""
     trials = [trial for trial in job.trials if trial_status(sweep.workdir, trial) != "done"]
-    configs = [trial.config(sweep.base, sweep.workdir) for trial in trials]
-    for config in configs:
-        os.makedirs(config.workdir, exist_ok=True)
+    failed = [trial for trial in trials if trial_status(sweep.workdir, trial) == "failed"]
+    healthy = [trial for trial in trials if trial not in failed]
     outcome: dict[str, str] = {}
+    for group in ([healthy] if healthy else []) + [[trial] for trial in failed]:
+        if stop.received:
+            break
+        outcome.update(_run_trials(group, sweep, analyses, devices, stop, log))
+    return outcome
+
+
+def _run_trials(trials: list[Trial], sweep, analyses, devices, stop, log) -> dict[str, str]:
+    configs = [trial.config(sweep.base, sweep.workdir) for trial in trials]
+    outcome: dict[str, str] = {}
+
+    def record_divergence(config: ml_collections.ConfigDict, reason: str) -> None:
+        """Called the moment a model diverges, so that a sweep killed later still knows."""
+        _record_failure(config, reason + "\n", log)
+
     try:
-        summaries = loop.run_group(configs, log=log, stop=stop, devices=devices)
+        summaries = loop.run_group(configs, log=log, stop=stop, devices=devices, on_failure=record_divergence)
+    except workdir_lib.WorkdirBusy as error:  # another process trains them: not a failure of theirs
+        log(f"skipped: {error}")
+        return {trial.trial_id: "busy" for trial in trials}
+    except StorageError:
+        stop.received = stop.received or "a failed write"  # the disk would fail every other job too
+        raise
     except LmphysError as error:  # a user error: its one sentence says it all
         for trial, config in zip(trials, configs):
             outcome[trial.trial_id] = _record_failure(config, f"{error}\n", log)
@@ -318,7 +348,7 @@ def _run_job(job: Job, sweep, analyses, devices, stop, log) -> dict[str, str]:
         return outcome
     for trial, config, summary in zip(trials, configs, summaries):
         if summary.failure:
-            outcome[trial.trial_id] = _record_failure(config, summary.failure + "\n", log)
+            outcome[trial.trial_id] = "failed"  # recorded when it happened
         elif summary.stopped_early:
             outcome[trial.trial_id] = "interrupted"
         else:
@@ -329,8 +359,8 @@ def _run_job(job: Job, sweep, analyses, devices, stop, log) -> dict[str, str]:
 def _record_failure(config: ml_collections.ConfigDict, error: str, log) -> str:
     path = os.path.join(config.workdir, ERROR_FILE)
     if parallel.is_primary():
-        with open(path, "w") as handle:
-            handle.write(error)
+        workdir_lib.prepare(config.workdir)
+        workdir_lib.write_atomic(path, error)
     log(f"failed: {error.strip().splitlines()[-1]} (see {path})")
     return "failed"
 
@@ -353,7 +383,7 @@ def _record_result(trial: Trial, config, summary: loop.RunSummary, analyses: dic
     if parallel.is_primary():
         if os.path.exists(error_path):
             os.remove(error_path)
-        _write_json(os.path.join(config.workdir, RESULT_FILE), result)
+        workdir_lib.write_atomic(os.path.join(config.workdir, RESULT_FILE), json.dumps(result, indent=2, sort_keys=True))
     return "done"
 
 
@@ -367,7 +397,7 @@ def status_lines(sweep: ml_collections.ConfigDict) -> list[str]:
             counts[state] = counts.get(state, 0) + 1
             detail = ""
             if state == "interrupted":
-                steps = _checkpoint_steps(os.path.join(workdir, "trials", trial.trial_id))
+                steps = checkpoint.finished_steps(os.path.join(workdir, "trials", trial.trial_id))
                 detail = f" at step {steps[-1]}/{trial.config(sweep.base, workdir).train.steps}"
             lines.append(f"job {job.index:3d}  {state:11s}{detail:>16s}  {trial.trial_id}")
     summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))

@@ -15,6 +15,9 @@ performance targets (lmphys/perf.py: tokens/s against nanoGPT on an H100, MFU ov
 measured on this device, compile time, memory, whether fused attention and donation took effect),
 with one setting changed at a time by --perf_levers; and `data`, each world's step fed by its real
 data path against the same step on a ready batch. Figures go in the README's benchmark table.
+
+Every flag is checked before anything is measured; a bad one ends with `error: <sentence>` and
+exit status 2.
 """
 import concurrent.futures
 import dataclasses
@@ -27,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from lmphys import parallel, perf
+from lmphys import cli, parallel, perf
 from lmphys.config import load_config_file
 from lmphys.models import decode, transformer
 from lmphys.train import metrics, optim, stack, step as step_lib
@@ -53,16 +56,30 @@ _DATA_CONFIGS = flags.DEFINE_list(
     "data_configs", [],
     "data: configs (file.py[:arg], relative to configs/) whose data path is timed; default: the small "
     "ones on CPU, the paper ones elsewhere.")
-_PERF_BATCH_DIVISOR = flags.DEFINE_integer("perf_batch_divisor", 1, "perf: run each shape with this many times fewer rows (CPU smoke runs).")
+_PERF_BATCH_DIVISOR = flags.DEFINE_integer("perf_batch_divisor", 1, "perf: run each shape with this many times fewer rows (CPU smoke runs).",
+                                           lower_bound=1)
 _STACK_COUNTS = flags.DEFINE_list("stack_models", ["1", "8"], "K values for the stacked-models rows.")
-_STACK_SEQ_LEN = flags.DEFINE_integer("stack_seq_len", 512, "Context of the stacked 4x256 models (B=8 each).")
+_STACK_SEQ_LEN = flags.DEFINE_integer("stack_seq_len", 512, "Context of the stacked 4x256 models (B=8 each).",
+                                      lower_bound=2)
 _GRAMMAR = flags.DEFINE_string("grammar", "cfg3f", "Grammar for the sampler and parser rows.")
 _CONFIG = flags.DEFINE_string(
     "config",
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "default.py"),
     "Config whose model and batch the train and generate rows use.",
 )
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repetitions per row (after a warm-up).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repetitions per row (after a warm-up).", lower_bound=1)
+
+# Every flag is checked before anything is measured: a typo must not cost a long device session.
+_SECTION_NAMES = ("cfg", "train", "stack", "generate", "bio", "igsm", "data", "perf")
+flags.register_validator("sections", lambda names: bool(names) and set(names) <= set(_SECTION_NAMES),
+                         message=f"each section must be one of {', '.join(_SECTION_NAMES)}")
+flags.register_validator("perf_rows", lambda names: set(names) <= {shape.name for shape in perf.REFERENCE_SHAPES},
+                         message=f"each row must be one of {', '.join(shape.name for shape in perf.REFERENCE_SHAPES)}")
+flags.register_validator("perf_levers", lambda names: bool(names) and set(names) <= {"best", *_LEVER_VARIANTS},
+                         message=f"each lever must be best or one of {', '.join(_LEVER_VARIANTS)}")
+flags.register_validator("stack_models", lambda counts: bool(counts) and all(count.isdigit() and int(count) >= 1
+                                                                             for count in counts),
+                         message="each K must be a positive integer")
 
 
 def _timed(fn, repeats: int) -> tuple[float, float]:
@@ -216,13 +233,13 @@ def bench_igsm(repeats: int, difficulty: str = "med", count: int = 4000) -> list
         list(pool.map(_igsm_rows, [difficulty] * workers * 2, range(0, 2 * workers * chunk, chunk), [chunk] * workers * 2))
         parallel_s = time.perf_counter() - started
     problems = [igsm.generate(seed, difficulty) for seed in range(1000)]
-    check_s = _timed_host(lambda: [igsm.check_solution(p, p.solution) for p in problems])
+    check_s = _timed_host(lambda: [igsm.check_solution(p, p.solution_ids) for p in problems])
     return [
         (f"igsm.generate {difficulty} (training ops) + tokens, 1 process", f"{count / one:,.0f} problems/s",
          f"{count} problems in {one:.2f}s"),
         (f"igsm.generate {difficulty} + tokens, {workers} worker processes", f"{2 * workers * chunk / parallel_s:,.0f} problems/s",
          f"{2 * workers * chunk} problems in {parallel_s:.2f}s (spawn start-up excluded)"),
-        (f"igsm.check_solution {difficulty} (full solution, text in)", f"{len(problems) / check_s:,.0f} solutions/s",
+        (f"igsm.check_solution {difficulty} (full solution, token ids in)", f"{len(problems) / check_s:,.0f} solutions/s",
          f"{check_s:.2f}s for {len(problems)}"),
     ]
 
@@ -232,15 +249,10 @@ def bench_perf(row_names: list[str], lever_names: list[str], batch_divisor: int,
     the matmul peak measured here, step and compile time, memory, and whether cuDNN attention and
     donation took effect in the compiled step."""
     shapes = [shape.scaled(batch_divisor) for shape in perf.REFERENCE_SHAPES if shape.name in row_names]
-    unknown = set(row_names) - {shape.name for shape in perf.REFERENCE_SHAPES}
-    if unknown:
-        raise app.UsageError(f"unknown --perf_rows {sorted(unknown)}; known: {[s.name for s in perf.REFERENCE_SHAPES]}")
     device = jax.local_devices()[0]
     best = perf.Levers.best_for(device.platform)
     variants = []
     for name in lever_names:
-        if name != "best" and name not in _LEVER_VARIANTS:
-            raise app.UsageError(f"unknown --perf_levers {name!r}; known: best, {', '.join(_LEVER_VARIANTS)}")
         variants.append(best if name == "best" else dataclasses.replace(best, **_LEVER_VARIANTS[name]))
     compute_dtype = perf.model_config(shapes[0], best).compute_dtype if shapes else jnp.float32
     peak = perf.measure_matmul_peak(compute_dtype, device=device)
@@ -276,15 +288,22 @@ _DATA_CONFIGS_CPU = ("cfg/small.py", "bio/small.py", "igsm/small.py")
 _DATA_CONFIGS_ACCELERATOR = ("cfg/paper.py", "bio/paper.py:pretrain,multi5_permute", "igsm/paper.py:med")
 
 
-def bench_data(config_names: list[str], steps: int) -> list[tuple[str, str, str]]:
-    """Each world's training step fed by its real data path against the same step on a batch
-    already on the device (the target: data under 5% of the step)."""
+def _data_configs(config_names: list[str]) -> list[tuple[str, object]]:
+    """(name, config) of each --data_configs entry (file.py[:arg] under configs/), loaded up front."""
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
     default = _DATA_CONFIGS_CPU if jax.default_backend() == "cpu" else _DATA_CONFIGS_ACCELERATOR
-    rows = []
+    loaded = []
     for name in config_names or default:
         path, _, arg = name.partition(":")
-        config = load_config_file(os.path.join(here, path), *([arg] if arg else []))
+        loaded.append((name, load_config_file(os.path.join(here, path), *([arg] if arg else []))))
+    return loaded
+
+
+def bench_data(configs: list[tuple[str, object]], steps: int) -> list[tuple[str, str, str]]:
+    """Each world's training step fed by its real data path against the same step on a batch
+    already on the device (the target: data under 5% of the step)."""
+    rows = []
+    for name, config in configs:
         try:
             report = perf.measure_data_path(config, steps)
         except Exception as error:  # noqa: BLE001 (as in bench_perf)
@@ -308,8 +327,12 @@ def _timed_host(fn) -> float:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = load_config_file(_CONFIG.value)
+    data_configs = _data_configs(_DATA_CONFIGS.value) if "data" in _SECTIONS.value else []
+    if "cfg" in _SECTIONS.value:
+        cfg.load_grammar(_GRAMMAR.value)
     device = jax.local_devices()[0]
     rows = []
     if "cfg" in _SECTIONS.value:
@@ -325,7 +348,7 @@ def main(argv):
     if "igsm" in _SECTIONS.value:
         rows += bench_igsm(_REPEATS.value)
     if "data" in _SECTIONS.value:
-        rows += bench_data(_DATA_CONFIGS.value, max(3, 2 * _REPEATS.value))
+        rows += bench_data(data_configs, max(3, 2 * _REPEATS.value))
     if "perf" in _SECTIONS.value:
         rows += bench_perf(_PERF_ROWS.value, _PERF_LEVERS.value, _PERF_BATCH_DIVISOR.value, max(3, 2 * _REPEATS.value))
     print(f"\ndevice: {device.device_kind} x{jax.local_device_count()} ({jax.default_backend()}), "
@@ -337,4 +360,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

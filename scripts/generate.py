@@ -11,6 +11,9 @@ its op and answer, and the full-solution checker's verdict on that solution. Wit
 solution is the trained model's (greedy at the run's task.temperature 0, the run's difficulty and
 format, at most task.eval_len tokens with the prompt), and a last line sums up: how many solutions
 ended, were whole and right, had the right answer, and how many [BACK] they used.
+
+Exit status 0, or 2 with `error: <sentence>` for a bad flag (e.g. --retry_rate outside [0, 1)) or a
+workdir that holds no trained iGSM run.
 """
 import jax
 from absl import app, flags
@@ -20,14 +23,19 @@ from lmphys.errors import DataError
 from lmphys.train import runs
 from lmphys.worlds import igsm
 
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.")
-_COUNT = flags.DEFINE_integer("count", 2, "How many problems.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.", lower_bound=0)
+_COUNT = flags.DEFINE_integer("count", 2, "How many problems.", lower_bound=1)
 _DIFFICULTY = flags.DEFINE_enum("difficulty", "med", list(igsm.DIFFICULTIES), "Problem sizes.")
-_OP = flags.DEFINE_integer("op", None, "Operations of the shortest solution (default: the training law).")
+_OP = flags.DEFINE_integer("op", None, "Operations of the shortest solution (default: the training law).",
+                           lower_bound=1)
 _FMT = flags.DEFINE_enum("fmt", "pq", list(igsm.FORMATS), "pq: problem then question; qp: question first.")
 _SPLIT = flags.DEFINE_enum("split", "train", list(igsm.SPLITS), "Solution-template split.")
+_BINS = flags.DEFINE_enum("bins", "paper", list(igsm.BIN_SPLITS),
+                          "Template bins of the split: paper (train 0..16) or released (train 0..15).")
 _REASK = flags.DEFINE_bool("reask", False, "Ask the same problem about another parameter.")
 _RETRY_RATE = flags.DEFINE_float("retry_rate", 0.0, "Part 2.2: chance of a mistake taken back before each step.")
+# At rate 1 every step would be preceded by mistakes forever.
+flags.register_validator("retry_rate", lambda rate: 0 <= rate < 1, message="it must lie in [0, 1)")
 _RETRY_KIND = flags.DEFINE_enum("retry_kind", "retry", list(igsm.RETRY_KINDS), "Which wrong parameters.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its model's solutions instead.")
 
@@ -35,20 +43,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its m
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.user_errors():
-        if _WORKDIR.value:
-            _print_model_solutions(_WORKDIR.value)
-        else:
-            _print_problems()
+    if _WORKDIR.value:
+        _print_model_solutions(_WORKDIR.value)
+    else:
+        _print_problems()
 
 
 def _print_problems() -> None:
     tok = igsm.tokenizer()
-    if _COUNT.value < 1:
-        raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
         problem = igsm.generate(seed, _DIFFICULTY.value, op=_OP.value, fmt=_FMT.value, reask=_REASK.value,
-                                split=_SPLIT.value)
+                                split=_SPLIT.value, bins=_BINS.value)
         solution = tok.decode(problem.solution_tokens(_RETRY_RATE.value, _RETRY_KIND.value, seed=seed)[0])
         verdict = igsm.check_solution(problem, solution)
         parts = [problem.problem, problem.question] if problem.fmt == "pq" else [problem.question, problem.problem]
@@ -59,17 +64,16 @@ def _print_problems() -> None:
 
 
 def _print_model_solutions(workdir: str) -> None:
-    cli.quiet_library_logs()
-    if _COUNT.value < 1:
-        raise DataError(f"--count = {_COUNT.value}: it must be at least 1")
+    config = runs.load_config(workdir)
+    if config.task.name != "igsm":
+        raise DataError(f"{workdir} trained on the {config.task.name} task, not igsm")
     run = runs.load_trained(workdir)
-    if run.config.task.name != "igsm":
-        raise DataError(f"{workdir} trained on the {run.config.task.name} task, not igsm")
     task = run.task
     model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
     problems, seeds, too_long = [], [], 0
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
-        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value)
+        problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value,
+                                bins=task.bins)
         if len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1 <= task.eval_len:
             problems.append(problem)
             seeds.append(seed)
@@ -95,4 +99,4 @@ def _print_model_solutions(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

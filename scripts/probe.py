@@ -12,6 +12,10 @@ the losses on names and values), per parameter, also after int8 / int4 quantizat
 
 iGSM runs (Part 2.1): V-probing of nece, dep, known, value, can_next and nece_next on every layer,
 trained vs random init, on `--num_problems` fresh problems; writes <workdir>/reasoning.json.
+
+It only reads the run (a corrupt latest checkpoint is skipped for the newest one that restores,
+with a note). Exit status 0, or 2 with `error: <sentence>` for a bad flag or a workdir that holds
+no trained run (74 if the result cannot be written).
 """
 import json
 import os
@@ -19,12 +23,15 @@ import os
 from absl import app, flags
 
 from lmphys import cli
-from lmphys.train import runs
+from lmphys.train import runs, workdir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's workdir.", required=True)
-_STRINGS = flags.DEFINE_integer("num_strings", 256, "CFG runs: held-out strings to probe on.")
+_STRINGS = flags.DEFINE_integer("num_strings", 256, "CFG runs: held-out strings to probe on.", lower_bound=1)
 _ANALYSES = flags.DEFINE_list("analyses", ["probes", "capacity"], "Knowledge runs: probes and/or capacity.")
-_PROBLEMS = flags.DEFINE_integer("num_problems", 200, "iGSM runs: problems to V-probe on.")
+_PROBLEMS = flags.DEFINE_integer("num_problems", 200, "iGSM runs: problems to V-probe on.", lower_bound=1)
+_KNOWLEDGE_ANALYSES = ("probes", "capacity")
+flags.register_validator("analyses", lambda names: bool(names) and set(names) <= set(_KNOWLEDGE_ANALYSES),
+                         message=f"it must name one or both of {', '.join(_KNOWLEDGE_ANALYSES)}")
 
 
 def _structure(run) -> dict:
@@ -74,18 +81,15 @@ def _reasoning(run) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.quiet_library_logs()
-    with cli.user_errors():
-        run = runs.load_trained(_WORKDIR.value)
-        print(f"{_WORKDIR.value} at step {run.step}:\n")
-        analyses = {"bio": (_knowledge, "knowledge.json"), "igsm": (_reasoning, "reasoning.json")}
-        analyse, filename = analyses.get(run.config.task.name, (_structure, "structure.json"))
-        result = analyse(run)
+    run = runs.load_trained(_WORKDIR.value)
+    print(f"{_WORKDIR.value} at step {run.step}:\n")
+    analyses = {"bio": (_knowledge, "knowledge.json"), "igsm": (_reasoning, "reasoning.json")}
+    analyse, filename = analyses.get(run.config.task.name, (_structure, "structure.json"))
+    result = analyse(run)
     path = os.path.join(_WORKDIR.value, filename)
-    with open(path, "w") as handle:
-        json.dump(result, handle, indent=1)
+    workdir.write_atomic(path, json.dumps(result, indent=1))
     print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -10,6 +10,9 @@ sweeps add qa.png (QA accuracy of the trained and the held-out half per trial) a
 capacity analysis, capacity.png (bits of knowledge against parameters). iGSM sweeps (Part 2) add
 accuracy_by_op.png (accuracy per op, one line per setting, the OOD ops marked) and acc_id / acc_ood
 columns.
+
+Exit status 0, or 2 with `error: <sentence>` for a directory that is not a sweep, a sweep without
+trials yet, or a damaged result.json (74 if a table or plot cannot be written).
 """
 
 from absl import app, flags
@@ -27,8 +30,7 @@ _INCLUDE = flags.DEFINE_list(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    with cli.user_errors():
-        rows = report.collect(_SWEEP.value)
+    rows = report.collect(_SWEEP.value)
     names = report.columns(rows, tuple(_INCLUDE.value))
     print(report.markdown_table(rows, names))
     written = report.write_tables(rows, _SWEEP.value, names)
@@ -52,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

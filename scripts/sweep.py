@@ -11,6 +11,11 @@ and its result.json. Rerunning the same command skips finished trials and resume
     --job_index=i --num_jobs=n   run jobs j with j mod n == i (default: from a SLURM job array)
 
 Then: scripts/report.py --sweep=DIR.
+
+Exit status: 0 every trial of this share is done; 1 some trials failed (their error.txt says why;
+rerunning retries them); 75 the sweep was stopped (SIGTERM, Ctrl-C) or some trials are busy in
+another process, so rerun the same command to go on; 2 a user mistake; 74 a write failed (disk
+full, no permission). Every error is one line, `error: <sentence>`.
 """
 import os
 import sys
@@ -19,22 +24,33 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from lmphys import cli, cluster, parallel, sweep
+from lmphys.errors import EXIT_FAILED, EXIT_STOPPED, ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=False)
 _STATUS = flags.DEFINE_bool("status", False, "Print the state of every trial and exit.")
-_PARALLEL_JOBS = flags.DEFINE_integer("parallel_jobs", 1, "Jobs to run at once on slices of the local devices.")
+_PARALLEL_JOBS = flags.DEFINE_integer("parallel_jobs", 1, "Jobs to run at once on slices of the local devices.",
+                                      lower_bound=1)
 _SUBMIT = flags.DEFINE_enum("submit", None, ["slurm"], "Submit the sweep to a scheduler instead of running it here.")
-_JOB_INDEX = flags.DEFINE_integer("job_index", None, "This array task's index (default: SLURM_ARRAY_TASK_ID).")
-_NUM_JOBS = flags.DEFINE_integer("num_jobs", None, "Array tasks in all (default: SLURM_ARRAY_TASK_COUNT).")
+_JOB_INDEX = flags.DEFINE_integer("job_index", None, "This array task's index (default: SLURM_ARRAY_TASK_ID).",
+                                  lower_bound=0)
+_NUM_JOBS = flags.DEFINE_integer("num_jobs", None, "Array tasks in all (default: SLURM_ARRAY_TASK_COUNT).",
+                                 lower_bound=1)
+
+
+def _slurm(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name} = {text!r} is invalid: it must be an integer (unset it outside SLURM)") from None
 
 
 def _array_task() -> tuple[int, int]:
     """(index, count) of this process among the sweep's array tasks: flags, else SLURM, else (0, 1)."""
-    environ = os.environ
     index = _JOB_INDEX.value
     if index is None:
-        index = int(environ.get("SLURM_ARRAY_TASK_ID", 0)) - int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
-    count = _NUM_JOBS.value if _NUM_JOBS.value is not None else int(environ.get("SLURM_ARRAY_TASK_COUNT", 1))
+        index = _slurm("SLURM_ARRAY_TASK_ID", 0) - _slurm("SLURM_ARRAY_TASK_MIN", 0)
+    count = _NUM_JOBS.value if _NUM_JOBS.value is not None else _slurm("SLURM_ARRAY_TASK_COUNT", 1)
     return index, count
 
 
@@ -57,21 +73,20 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _CONFIG.value is None:
         raise app.UsageError("--config=configs/sweeps/<name>.py is required")
-    cli.quiet_library_logs()
-    with cli.user_errors():
-        if _STATUS.value:
-            print("\n".join(sweep.status_lines(_CONFIG.value)))
-            return
-        if _SUBMIT.value:
-            _submit()
-            return
-        parallel.initialize_distributed(_CONFIG.value.base.parallel)
-        job_index, num_jobs = _array_task()
-        status = sweep.run_sweep(
-            _CONFIG.value, job_index=job_index, num_jobs=num_jobs, parallel_jobs=_PARALLEL_JOBS.value
-        )
-    sys.exit(0 if all(value == "done" for value in status.values()) else 1)
+    sweep.check_sweep_config(_CONFIG.value)
+    if _STATUS.value:
+        print("\n".join(sweep.status_lines(_CONFIG.value)))
+        return 0
+    if _SUBMIT.value:
+        _submit()
+        return 0
+    parallel.initialize_distributed(_CONFIG.value.base.parallel)
+    job_index, num_jobs = _array_task()
+    status = sweep.run_sweep(_CONFIG.value, job_index=job_index, num_jobs=num_jobs, parallel_jobs=_PARALLEL_JOBS.value)
+    if any(value in ("stopped", "busy") for value in status.values()):
+        return EXIT_STOPPED
+    return 0 if all(value == "done" for value in status.values()) else EXIT_FAILED
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, config_flag="config")

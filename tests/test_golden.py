@@ -20,8 +20,8 @@ GOLDEN = {
     ("default.py", None): "95849a83bf4fbf8b",
     ("cfg/small.py", "bert"): "701f198fdb6a5e79",
     ("cfg/cfg3f.py", None): "74da5c753b85de15",
-    ("igsm/small.py", None): "7aa586ee6bc6af44",
-    ("igsm/paper.py", "med"): "ce01cced074dd7b0",
+    ("igsm/small.py", None): "25e3edb120434423",
+    ("igsm/paper.py", "med"): "db0d77f6b3f65eb8",
     ("bio/small.py", "pretrain,multi5_permute"): "7d6f689728e487c6",
     ("bio/paper.py", "mixed,single"): "00a5b5bebf8e83e2",
 }

@@ -2,7 +2,9 @@
 unchanged plus the probe query, a model that cannot see the prefix scores no better than the
 majority, a label planted at <probe_end> is read at every layer (a shuffled one is not), and a run
 probes its model next to a random-init twin."""
+import dataclasses
 import json
+import random
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +14,8 @@ import pytest
 from lmphys.errors import ConfigError
 from lmphys.models import transformer
 from lmphys.worlds import cfg, igsm
-from lmphys.worlds.igsm import graph, text, vprobe
-from lmphys.worlds.igsm.graph import Param, World
+from lmphys.worlds.igsm import text, vprobe
+from lmphys.worlds.igsm.graph import MOD, RNG, Sentence, World, abstract_value, sentence_value
 
 TOKENIZER = igsm.tokenizer()
 RENDERER = text.Renderer(TOKENIZER)
@@ -38,32 +40,39 @@ def identity_gpt():
     return graphdef, params
 
 
+A, B, C, D = (0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 0, 0), (0, 1, 1, 0)  # the hand problem's stated parameters
+
+
 def hand_problem() -> igsm.Problem:
-    """Walmart has Canned Beans (0) = 5 and Canned Fruits (1) = 3 more than (0), so 8; Canned Beans
-    has Basil (2) = (0) + (1) = 13; Canned Fruits has Basil (3) = 7; Walmart's Ingredient (4,
-    abstract) = (0) * (2) + (1) * (3) = 121 = 6 mod 23. The question asks for (2)."""
-    params = (
-        Param("instance", "Walmart", "Canned Beans", (), constant=5),
-        Param("instance", "Walmart", "Canned Fruits", (0,), "one", "+", 3),
-        Param("instance", "Canned Beans", "Basil", (0, 1), "sum"),
-        Param("instance", "Canned Fruits", "Basil", (), constant=7),
-        Param("abstract", "Walmart", "Ingredient", (0, 2, 1, 3), "sumprod"),
-    )
-    values = (5, 8, 13, 7, 6)
+    """Walmart has Canned Beans (A) = 5 and Canned Fruits (B) = 3 more than A, so 8; Canned Beans
+    has Basil (C) = A + B = 13; Canned Fruits has Basil (D) = 7. Abstract ones (never stated):
+    Walmart's Product = A + B = 13, Canned Beans's Ingredient = C = 13, Canned Fruits's Ingredient
+    = D = 7, Walmart's Ingredient = A * 13 + B * 7 = 121 = 6 mod 23. The question asks for C. In
+    world.params order: A B C D (0-3), then Walmart's Product (4), Walmart's Ingredient (5),
+    Canned Beans's Ingredient (6), Canned Fruits's Ingredient (7)."""
+    sentences = {A: Sentence("", 5, "constant", ()), B: Sentence("add", 3, "single", (A,)),
+                 C: Sentence("", 0, "sum", (A, B)), D: Sentence("", 7, "constant", ())}
+    preds = {A: (RNG,), B: (A, RNG), C: (A, B), D: (RNG,)}
     world = World(0, ("Supermarket", "Product", "Ingredient"), (("Walmart",), ("Canned Beans", "Canned Fruits"),
-                                                                  ("Basil",)), params, values, (0, 3, 1, 2, 4), 4)
-    assert [graph.evaluate(param, list(values)) for param in params] == list(values), "a consistent world"
-    return igsm.Problem(world, query=2, steps=(0, 1, 2), letters={0: 0, 1: 1, 2: 2}, helpers={},
-                        sentence_order=(0, 1, 2, 3), fmt="pq", difficulty="small", template=0)
+                                                                  ("Basil",)),
+                  frozenset(param[1:] for param in sentences), preds, sentences, {}, (A, B, C), (A, B, C, D))
+    values = {A: 5, B: 8, C: 13, D: 7, (1, 0, 0, 1): 13, (1, 1, 0, 2): 13, (1, 1, 1, 2): 7, (1, 0, 0, 2): 6}
+    world = dataclasses.replace(world, values=values)
+    assert [sentence_value(sentences[p], values) for p in (A, B, C, D)] == [5, 8, 13, 7], "a consistent world"
+    assert abstract_value(world.children, values, (1, 0, 0, 2)) == 6
+    ids, ends, letters = RENDERER.solution(world, world.solution, random.Random(0))
+    return igsm.Problem(world, world.solution, tuple(ids), tuple(ends), letters, "pq", "small", 0)
 
 
 def test_labels_of_a_hand_checked_problem():
     problem = hand_problem()
-    assert problem.solution.startswith("Define Walmart's Canned Beans as a; so a = 5. ")
+    assert problem.solution.startswith("Define Walmart's Canned Beans as ") and problem.solution.endswith("<ans> 13")
+    assert igsm.check_solution(problem, problem.solution_ids).correct
     nece = {example.params[0]: example.labels["nece"] for example in vprobe.question_examples(problem, RENDERER)}
-    assert nece == {0: 1, 1: 1, 2: 1, 3: 0, 4: 0}
+    assert nece == {0: 1, 1: 1, 2: 1, 3: 0, 4: 0, 5: 0, 6: 0, 7: 0}
 
-    depends = {(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3)}
+    depends = {(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (5, 0), (5, 1), (5, 2), (5, 3), (5, 6), (5, 7),
+               (6, 0), (6, 1), (6, 2), (7, 3)}
     pairs = vprobe.pair_examples(problem, RENDERER, np.random.default_rng(0), pairs_per_problem=100)
     assert {example.params for example in pairs if example.labels["dep"]} == depends, "every dependent pair"
     assert sum(example.labels["dep"] == 0 for example in pairs) == len(depends), "as many independent ones"
@@ -72,11 +81,11 @@ def test_labels_of_a_hand_checked_problem():
     expected = {  # steps done: (known with values, can_next, nece_next)
         0: ({}, {0, 3}, {0}),
         1: ({0: 5}, {1, 3}, {1}),
-        2: ({0: 5, 1: 8}, {2, 3}, {2}),
-        3: ({0: 5, 1: 8, 2: 13}, {3}, set()),
+        2: ({0: 5, 1: 8}, {2, 3, 4}, {2}),
+        3: ({0: 5, 1: 8, 2: 13}, {3, 4, 6}, set()),
     }
     examples = vprobe.step_examples(problem, RENDERER)
-    assert len(examples) == 4 * 5
+    assert len(examples) == 4 * 8
     for steps_done, (known, can_next, nece_next) in expected.items():
         here = {example.params[0]: example.labels for example in examples if example.steps_done == steps_done}
         assert {index for index, labels in here.items() if labels["known"]} == set(known)
@@ -101,7 +110,7 @@ def test_probe_inputs_are_the_prefix_then_the_query():
         for example in examples:
             tokens, cut = list(example.tokens), example.prefix_len
             assert tokens[:cut] == sequence[:cut], "the prefix is the training sequence, unchanged"
-            names = [RENDERER.name(problem.world.params[index]) for index in example.params]
+            names = [RENDERER.name(problem.world, problem.world.params[index]) for index in example.params]
             query = [TOKENIZER.probe_id] + names[0] + \
                 ([TOKENIZER.probe_sep_id] + names[1] if len(names) == 2 else []) + [TOKENIZER.probe_end_id]
             assert tokens[cut:] == query
@@ -164,8 +173,8 @@ def test_a_label_planted_at_probe_end_is_read_and_a_shuffled_one_is_not(problems
     rows, used = vprobe.probe_rows(problems, max_len=MAX_LEN)
     steps_rows = rows["steps"]
     known_N = steps_rows.labels["known"] == 1
-    value_N = np.where(known_N, np.cumsum(known_N) % graph.MOD, vprobe.NOT_COUNTED)
-    number_ids = np.array([TOKENIZER.ids[str(value)] for value in range(graph.MOD)])
+    value_N = np.where(known_N, np.cumsum(known_N) % MOD, vprobe.NOT_COUNTED)
+    number_ids = np.array([TOKENIZER.ids[str(value)] for value in range(MOD)])
     marker_N = np.where(known_N, number_ids[np.maximum(value_N, 0)], TOKENIZER.probe_end_id)
     if shuffle:
         marker_N = np.random.default_rng(0).permutation(marker_N)

@@ -12,6 +12,7 @@ import pytest
 from lmphys import report, sweep
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
+from lmphys.train import checkpoint, metrics
 from tests.conftest import REPO, tiny_config
 
 
@@ -170,3 +171,38 @@ def _tiny(workdir):
     config = load_config_file(DEPTH_WIDTH, "tiny")
     config.workdir = str(workdir)
     return config
+
+
+def test_a_trial_that_diverges_is_failed_at_once_and_does_not_reset_its_stacked_partner(tmp_path):
+    """One model of a stacked job diverges before the first checkpoint; the sweep is stopped
+    later. The rerun resumes the healthy model from its own checkpoint (not step 0) and retries
+    the diverged one in a job of its own."""
+    config = make_sweep(tmp_path / "sweep", {"optim": {"learning_rate": [1e-3, 1e30]}})
+    config.base.train.steps, config.base.train.checkpoint_every = 8, 4
+    config.base.optim.warmup_steps = 0  # the first update throws the second model's weights to ~1e30
+    assert [len(job.trials) for job in sweep.plan(config)] == [2]
+    healthy, diverged = (tmp_path / "sweep" / "trials" / name for name in ("learning_rate=0.001", "learning_rate=1e+30"))
+    seen = {}
+
+    def log(line):
+        if "step 4/8" in line:  # logged before step 4's checkpoint is written
+            seen["recorded"] = (diverged / sweep.ERROR_FILE).exists()
+            seen["healthy checkpoints"] = checkpoint.finished_steps(str(healthy))
+        if "step 6/8" in line:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    status = sweep.run_sweep(config, log=log)
+    assert seen == {"recorded": True, "healthy checkpoints": []}, "the divergence was not recorded when it happened"
+    assert status == {"learning_rate=0.001": "stopped", "learning_rate=1e+30": "failed"}
+    stopped_at = checkpoint.finished_steps(str(healthy))[-1]  # the signal reaches the job's thread a step or so later
+    assert 4 < stopped_at < 8 and checkpoint.finished_steps(str(diverged)) == []
+
+    lines = []
+    status = sweep.run_sweep(config, log=lines.append)
+    assert status == {"learning_rate=0.001": "done", "learning_rate=1e+30": "failed"}
+    text = "\n".join(lines)
+    assert f"resumed from step {stopped_at}" in text and "from step 0" not in text
+    assert "stacked models" not in text.split("[job 0]")[1], "the diverged trial was stacked again"
+    assert text.count("failed: the training loss became") == 1
+    steps = [record["step"] for record in metrics.read_metrics(str(healthy)) if record["split"] == "train"]
+    assert steps == list(range(1, 9))

@@ -1,6 +1,4 @@
 """The training side: schedules, loss masks, a falling loss, and bit-exact resume."""
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -116,17 +114,3 @@ def test_rerunning_a_finished_run_reports_its_results_without_training(make_tiny
     again = loop.run(config, log=lines.append)
     assert again.steps == 4 and not any(line.startswith("step ") for line in lines)
     assert again.eval_metrics == pytest.approx(first.eval_metrics)
-
-
-def test_sigterm_saves_a_checkpoint_and_the_next_start_resumes_there(make_tiny_config):
-    config = make_tiny_config(steps=10)
-
-    def preempt_at_step_3(line):
-        if line.startswith("step 3/"):
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    stopped = loop.run(config, log=preempt_at_step_3)
-    assert stopped.stopped_early and stopped.steps == 3
-    lines = []
-    finished = loop.run(config, log=lines.append)
-    assert "resumed from step 3" in lines[0] and finished.steps == 10 and not finished.stopped_early

@@ -9,11 +9,11 @@ The argument is "<med|hard>[,<L>-<H>][,qp]": L layers, H heads of 64 dims (width
 to 1% of the peak; med: weight decay 0.05, batch 512, context 768, 100k steps; hard: weight decay
 0.03, batch 256, context 1024, 200k steps. Training and evaluation rows are the context long
 (eval_len = model.max_len = context; evaluation draws test problems that fit it). Blocks are
-recomputed in the backward pass (model.remat) so a batch fits one GPU. Eight worker processes generate the batches (~3k problems/s
+recomputed in the backward pass (model.remat) so a batch fits one GPU. Eight worker processes generate the batches (~1.3k problems/s
 per core; a step needs 256-512). Evaluation every tenth of the run: greedy full-solution accuracy on
 256 fixed test problems per op, in-distribution ops 1..15 (med) / 1..21 (hard) and OOD ops 20-23 /
 28-32. --config.task.pack=True puts several whole problems in each row (one med problem fills
-40% of a 768-token row; packed rows are 83% full). Part 2.2's retry data: add e.g. --config.task.retry_rate=0.5 (and task.retry_kind), or run
+35% of a 768-token row; packed rows are 90% full). Part 2.2's retry data: add e.g. --config.task.retry_rate=0.5 (and task.retry_kind), or run
 configs/sweeps/part2_retry.py:med.
 """
 import os

@@ -1,7 +1,6 @@
 """Parts 2.1 / 2.2 at CPU scale: a rotary GPT (head dim 32) pretrains on "small" iGSM problems
-(<= 7 instance parameters, training op <= 4, OOD ops 5-6) in about 25 minutes on 2 CPU cores
-(measured 2026-11-28: ~1.2 s per step of the 4-4 model, then ~2 min of evaluation). At this scale
-it learns the solution format, not yet whole correct solutions (README, "Part 2 measured").
+(the released generator's process with max_op 4 and at most 12 edges: training op <= 4, OOD ops
+5-6) on 2 CPU cores; docs/part2-igsm.md has the measured times and what the models learn.
 
     python scripts/train.py --config=configs/igsm/small.py                    (GPT-4-4, 128 wide)
     python scripts/train.py --config=configs/igsm/small.py:8-3                (8 layers, 3 heads, 96 wide)
@@ -10,12 +9,12 @@ it learns the solution format, not yet whole correct solutions (README, "Part 2 
     python scripts/train.py --config=configs/igsm/small.py:4-4,0.5,retry,mask (mistakes out of the loss)
 
 The argument is "[<L>-<H>][,<retry_rate>[,<retry_kind>[,mask]]]": L layers, H heads of 32 dims
-(width 32 H). Training: batch 32 rows of 256 tokens (one problem per row, mean ~145 real tokens),
-1200 steps (~9.8M row tokens, ~5.8M of them real), AdamW (0.9, 0.98) lr 2e-3, 100 warmup steps,
+(width 32 H). Training: batch 32 rows of 256 tokens (one problem per row, mean ~135 real tokens),
+1200 steps (~9.8M row tokens, ~5.2M of them real), AdamW (0.9, 0.98) lr 2e-3, 100 warmup steps,
 cosine to 1% of the peak (the paper's schedule, shortened), wd 0.05. Evaluation once, at the end:
 greedy full-solution accuracy on 100 fixed test problems per op (acc_op1..6, acc_id, acc_ood).
-The training process generates the data (data_workers 0: ~3k problems/s per core, far more than
-the ~60 rows/s the model consumes). configs/igsm/paper.py is the paper's scale (GPU);
+The training process generates the data (data_workers 0: ~1.3k problems/s per core, far more
+than the ~60 rows/s the model consumes). configs/igsm/paper.py is the paper's scale (GPU);
 configs/sweeps/part2_depth_width.py and part2_retry.py sweep this file.
 """
 import os

@@ -5,8 +5,9 @@ clean data, at equal training tokens.
     python scripts/sweep.py --config=configs/sweeps/part2_retry.py:med      (GPU, GPT2-12-12 on iGSM-med)
     python scripts/report.py --sweep=runs/part2_retry_small                 (accuracy_by_op.png)
 
-Seven trials: retry_rate 0 (clean), 0.05, 0.2 and 0.5 with retry_kind retry (a step that cannot be
-computed yet); weak (a later step) and miss (any unused parameter) at 0.5; and retry 0.5 with the
+Seven trials: retry_rate 0 (clean), 0.05, 0.2 and 0.5 with retry_kind retry (any parameter that
+cannot be computed yet, as released); weak (this or a later step of the solution, as released)
+and miss (any parameter not yet computed; not in the release) at 0.5; and retry 0.5 with the
 mistakes masked out of the loss. Every trial trains on the same number of real (non-pad) tokens
 (task.train_tokens, which sets train.steps from the mean row length): retry solutions are longer,
 so those runs take fewer steps. small: configs/igsm/small.py (GPT-4-4) with 5.8M tokens, about its

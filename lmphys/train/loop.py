@@ -12,6 +12,10 @@ Worlds made in Python feed the step from the host (host_data.py), with the same 
 SIGTERM/SIGINT (preemption, Ctrl-C) save a checkpoint at the current step before exiting. A model
 whose loss or parameters stop being finite is stopped with a message and keeps its last good
 checkpoint; the other models of its group go on.
+
+Each workdir is locked while its run trains (train/workdir.py); config.json is written, whole,
+only once the run is accepted: after its checkpoint restored, so a rejected config never replaces
+the run's own. A corrupt latest checkpoint is set aside for the newest one that restores.
 """
 from __future__ import annotations
 
@@ -29,13 +33,16 @@ import jax
 import ml_collections
 
 from lmphys import config as config_lib, parallel
-from lmphys.errors import LmphysError
+from lmphys.errors import EXIT_FAILED, LmphysError
 from lmphys.models import transformer
 from lmphys.train import checkpoint, host_data, metrics, run_config, runs, stack, step as step_lib
+from lmphys.train import workdir as workdir_lib
 
 
 class TrainingDiverged(LmphysError):
     """The loss or the parameters of a run became NaN or infinite."""
+
+    exit_status = EXIT_FAILED
 
 
 @dataclasses.dataclass
@@ -89,19 +96,24 @@ class StopSignal:
 
 
 def _save_config(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None]) -> None:
-    """Keep the run's config next to its results; say which fields differ when resuming."""
+    """Keep the run's config next to its results (whole or not at all); say which fields differ
+    when resuming. Called once the run is accepted (its checkpoint restored), so a rejected
+    config never replaces the one the run was trained with."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json_best_effort())
-    if os.path.exists(path):
-        with open(path) as handle:
-            previous = json.load(handle)
+    if os.path.isfile(path):
+        try:
+            with open(path) as handle:
+                previous = json.load(handle)
+        except (OSError, ValueError) as error:
+            log(f"note: {path} was unreadable ({type(error).__name__}); writing this run's config in its place")
+            previous = current
         changed = config_lib.flat_fields(current).items() ^ config_lib.flat_fields(previous).items()
         if changed:
             fields = sorted({name for name, _ in changed})
             log(f"note: config differs from the one saved in {path} in: {', '.join(fields)}")
     if parallel.is_primary():
-        with open(path, "w") as handle:
-            json.dump(current, handle, indent=2, sort_keys=True)
+        workdir_lib.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
 
 
 def _last_record(metrics_path: str, split: str) -> dict[str, float]:
@@ -112,15 +124,20 @@ def _last_record(metrics_path: str, split: str) -> dict[str, float]:
 
 
 class _Member:
-    """One of the stacked models: its config, keys and files, and how its training went."""
+    """One of the stacked models: its config, keys and files, and how its training went. Its
+    workdir is locked (by process 0 of a multi-host job) until `cleanup` closes."""
 
-    def __init__(self, config: ml_collections.ConfigDict, log: Callable[[str], None]):
+    def __init__(self, config: ml_collections.ConfigDict, cleanup: contextlib.ExitStack):
         self.config = config
-        self.workdir = os.path.abspath(config.workdir)
-        os.makedirs(self.workdir, exist_ok=True)
-        _save_config(config, self.workdir, log)
+        self.workdir = workdir_lib.prepare(config.workdir)
+        if parallel.is_primary():
+            cleanup.enter_context(workdir_lib.WorkdirLock(self.workdir))
         self.keys = runs.run_keys(config)
-        self.checkpoints = checkpoint.Checkpointer(self.workdir, config.train.keep_checkpoints)
+        # Runs saved before the field existed have no save timeout in their config.json.
+        timeout = config.train.get("save_timeout_seconds", checkpoint.DEFAULT_SAVE_TIMEOUT_SECONDS)
+        self.checkpoints = checkpoint.Checkpointer(self.workdir, config.train.keep_checkpoints,
+                                                   save_timeout_seconds=timeout)
+        cleanup.callback(self.checkpoints.close)
         self.writer: metrics.MetricsWriter | None = None
         self.last_train: dict[str, float] = {}
         self.eval_values: dict[str, float] = {}
@@ -142,6 +159,27 @@ class _Member:
             failure=self.failure,
             state=state,
         )
+
+
+def _resume(members: list[_Member], parts: runs.RunParts, log) -> tuple[int, list]:
+    """(step, states) to train on from: the latest checkpoint every stacked model has and can
+    restore, or step 0 and fresh states. A corrupt checkpoint is moved aside with one line saying
+    so and an older one tried; a mismatch (CheckpointError) stops the run."""
+    while True:
+        start = _common_start(members, log)
+        states = [runs.initial_state(parts, member.config) for member in members]
+        if not start:
+            return 0, states
+        restored = []
+        for member, state in zip(members, states):
+            try:
+                restored.append(member.checkpoints.restore(start, state))
+            except checkpoint.CorruptCheckpoint as error:
+                moved = member.checkpoints.set_aside(error.step, error.details)
+                log(f"skipped {error}: moved it to {moved} and resuming from an older one")
+                break
+        else:
+            return start, restored
 
 
 def _common_start(members: list[_Member], log) -> int:
@@ -171,13 +209,17 @@ def run_group(
     log: Callable[[str], None] = functools.partial(print, flush=True),
     stop: StopSignal | None = None,
     devices: Sequence[jax.Device] | None = None,
+    on_failure: Callable[[ml_collections.ConfigDict, str], None] | None = None,
 ) -> list[RunSummary]:
     """Train (or resume) K configs that share shapes as one stacked job; one summary per config.
 
     `stop_at_step` ends this invocation after that step with checkpoints, as a preemption would;
     the schedules still follow `train.steps`, so a later call continues the same runs. `devices`
     (default: all) is the slice of devices the job's mesh covers; `stop` is a StopSignal entered by
-    the caller (default: this call handles SIGTERM/SIGINT itself).
+    the caller (default: this call handles SIGTERM/SIGINT itself). `on_failure(config, reason)` is
+    called the moment a model's numbers stop being finite (a sweep records the failure at once).
+    Raises WorkdirBusy if another process trains in one of the workdirs, StorageError if a
+    checkpoint or metric cannot be written.
     """
     configs = [_with_resolved_steps(config) for config in configs]
     stack.check_stackable(configs)
@@ -191,7 +233,7 @@ def run_group(
     # device, so jobs on different device slices never mix devices.
     with (jax.default_device(parallel.first_local_device(mesh)), (stop if handles_signals else contextlib.nullcontext()),
           contextlib.ExitStack() as cleanup):
-        return _train(configs, mesh, stop_at_step, log, stop, cleanup)
+        return _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup)
 
 
 def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -206,20 +248,18 @@ def _with_resolved_steps(config: ml_collections.ConfigDict) -> ml_collections.Co
     return config
 
 
-def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack) -> list[RunSummary]:
+def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextlib.ExitStack) -> list[RunSummary]:
     first = configs[0]
     parts = runs.build(first)
-    members = [_Member(config, log) for config in configs]
-    start = _common_start(members, log)
-    states = []
-    for member in members:
-        state = runs.initial_state(parts, member.config)
-        states.append(member.checkpoints.restore(start, state) if start else state)
+    members = [_Member(config, cleanup) for config in configs]
+    start, states = _resume(members, parts, log)
     if start:
         where = members[0].checkpoints.directory if len(members) == 1 else f"{len(members)} workdirs"
         log(f"resumed from step {start} ({where})")
     for member in members:
+        _save_config(member.config, member.workdir, log)
         member.writer = metrics.MetricsWriter(member.workdir, resume_step=start, enabled=parallel.is_primary())
+        cleanup.callback(member.writer.close)
 
     num_models = len(members)
     num_params = transformer.num_params(step_lib.model_params(states[0]))
@@ -288,6 +328,8 @@ def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack
         where = f"the last good checkpoint is step {kept} in {member.checkpoints.directory}" if kept else "no checkpoint was kept"
         member.failure = f"{reason}; {where}"
         log(f"{member.name}: {member.failure}")
+        if on_failure is not None:
+            on_failure(member.config, member.failure)
 
     def evaluate(index: int, member: _Member, at_step: int) -> dict[str, float]:
         started = time.perf_counter()
@@ -350,7 +392,7 @@ def _train(configs, mesh, stop_at_step, log, stop, cleanup: contextlib.ExitStack
     save(current)
     summaries = []
     for index, member in enumerate(members):
-        member.checkpoints.close()
+        member.checkpoints.close()  # raises StorageError if the last save failed
         member.writer.close()
         if not stopped_early and not member.eval_values and member.failure is None:
             member.eval_values = _last_record(member.writer.path, "eval")  # a finished run started again

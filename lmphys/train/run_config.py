@@ -36,6 +36,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     positive(config, "train.steps", allow_zero=True)
     for field in ("train.log_every_seconds", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints"):
         positive(config, field)
+    if "save_timeout_seconds" in config.train:  # runs saved before the field existed lack it
+        positive(config, "train.save_timeout_seconds")
     _validate_parallel(config)
     _validate_fine_tuning(config)
 

@@ -2,9 +2,9 @@
 
 `build(config)` gives what the stacked models of a job share: the world's task (found by
 `task.name`, lmphys.worlds), the model's graph, the optimizer and the schedule. `run_keys` and
-`initial_state` are each model's own. `load_trained(workdir)` is the one way scripts
-(probe.py, generate.py) and analyses get a finished run: its config, task, model graph and latest
-parameters, as a `TrainedRun`; `trained_from_state` makes the same from a state still in memory
+`initial_state` are each model's own. `load_config(workdir)` reads a run's config.json back;
+`load_trained(workdir)` is the one way scripts (probe.py, generate.py) and analyses get a finished
+run: its config, task, model graph and latest parameters, as a `TrainedRun`; `trained_from_state` makes the same from a state still in memory
 (a sweep analysing the run it just trained). `make_model_fns` is the task's view of a model.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import ml_collections
 
 from lmphys import config as config_lib, worlds
-from lmphys.errors import DataError
+from lmphys.errors import ConfigError, DataError
 from lmphys.models import decode, transformer
 from lmphys.train import checkpoint, lora, optim, run_config, step as step_lib
 from lmphys.worlds.base import ModelFns
@@ -98,21 +98,43 @@ class TrainedRun:
     step: int
 
 
-def load_trained(workdir: str) -> TrainedRun:
-    """The config and latest parameters of the run in `workdir` (for probes, generation, analyses)."""
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The validated config the run in `workdir` trained with (its config.json); DataError in one
+    sentence when there is none or it is damaged."""
+    if not os.path.isdir(workdir):
+        raise DataError(f"{workdir} is not a directory: give the workdir of a trained run")
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
         raise DataError(f"{workdir} holds no config.json: is it a run's workdir?")
-    with open(config_path) as handle:
-        config = ml_collections.ConfigDict(json.load(handle))
-    run_config.validate(config)
+    try:
+        with open(path) as handle:
+            raw = json.load(handle)
+    except ValueError as error:
+        raise DataError(f"{path} is not valid JSON ({error}): restore it, or rerun the training command "
+                        "on this workdir to write it again") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} holds a JSON {type(raw).__name__}, not a run config")
+    config = ml_collections.ConfigDict(raw)
+    try:
+        run_config.validate(config)
+    except ConfigError as error:
+        raise DataError(f"{path} is not a valid run config: {error}") from None
+    return config
+
+
+def load_trained(workdir: str, log: Callable[[str], None] = functools.partial(print, flush=True)) -> TrainedRun:
+    """The config and latest parameters of the run in `workdir` (for probes, generation, analyses).
+    It only reads: a corrupt checkpoint is skipped for an older one with a line to `log`, and a
+    save in flight (the run may still be training) is left alone."""
+    config = load_config(workdir)
     parts = build(config)
-    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
-    step = checkpoints.latest_step()
-    if step is None:
-        raise DataError(f"{workdir} holds no finished checkpoint yet")
-    state = checkpoints.restore(step, initial_state(parts, config))
-    checkpoints.close()
+    checkpoints = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints, read_only=True)
+    try:
+        if not checkpoints.all_steps():
+            raise DataError(f"{workdir} holds no finished checkpoint yet")
+        step, state = checkpoints.restore_newest(initial_state(parts, config), log)
+    finally:
+        checkpoints.close()
     return TrainedRun(config, parts.task, parts.graphdef, step_lib.model_params(state), step)
 
 

@@ -258,6 +258,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field in ("task.batch_size", "task.seq_len", "task.eval_samples"):
         config_lib.positive(config, field)
     config_lib.positive(config, "task.eval_prefix_len", allow_zero=True)
+    # A cut string holds its prefix, at least one more token, BOS and EOS within task.seq_len.
+    longest_prefix = config.task.seq_len - 3
+    config_lib.require(config.task.eval_prefix_len <= longest_prefix, "task.eval_prefix_len",
+                       f"it must be at most task.seq_len - 3 = {longest_prefix}, so that a held-out string "
+                       "can continue after it", config.task.eval_prefix_len)
     config_lib.positive(config, "task.temperature", allow_zero=True)
     config_lib.positive(config, "task.eval_kl_strings")
     config_lib.fraction(config, "task.corrupt_fraction", low_open=False, high_open=False)

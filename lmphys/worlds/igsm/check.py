@@ -1,198 +1,189 @@
-"""The full-solution checker of iGSM (Part 2.1, written for lmphys): a solution is correct only if
-every step is right, not just the final number.
+"""The full-solution checker of iGSM (Part 2.1), on token ids, written for lmphys after the
+released `true_correct` (facebookresearch/iGSM, tools/tools_test.py and tools/sol_parser.py) and
+stricter than it where the issue of a step's formula arises.
 
-A solution is a sequence of steps "Define <parameter> as X; [R = ...;] so X = ... ." and a final
-"The answer is N." (see text.py). Any order of the necessary parameters that respects their
-dependencies is accepted, with any letters. Checked, step by step:
-  the parameter exists and the question needs it; it and its letter are new; every letter it
-  uses was defined by an earlier step (or is this step's helper); each equation's numbers are its
-  letters' values and its arithmetic is right mod 23; it uses exactly the parameter's
-  dependencies; its value is the parameter's value. Then: the question's parameter was computed
-  and the answer is its value. A step begun and taken back with [BACK] (retry data, Part 2.2) is
-  dropped before checking. The reason of a rejection names the first bad step.
+A solution is the model's tokens after <sol>: steps "Define <name> as v; [h = x op y = a op b = c;]*
+so v = ... .", then "<ans> N". Steps containing [BACK] (retry mistakes taken back) are dropped
+first. Every remaining step must:
+- name a parameter of the problem (a stated one or an abstract one), not one defined before;
+- use a letter not used before anywhere in the solution (helper letters included), the same
+  after "as" and after "so";
+- write equations "x = t [op t] [= a op b] = r": operands are numbers or letters defined earlier
+  (helpers of the step, or earlier steps), the numeric part repeats the operands' values, and r is
+  right mod 23;
+- compute the parameter's definition: the step's expression, its helpers expanded, must be the
+  parameter's formula in the problem (its operation, dependencies and number), up to the order of
+  the terms of a sum or a product and how they are grouped. A consistent solution with the wrong
+  operator is wrong even where its numbers happen to agree.
+Then the last step must compute the question's parameter, and N must be its value. Steps for
+parameters the question does not need are accepted when correct (as the release accepts them)
+and counted in `unneeded_steps`. The reason of a rejection names the first bad step.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-from lmphys.errors import DataError
-from lmphys.worlds.igsm.graph import MOD, World, evaluate_expression
-from lmphys.worlds.igsm.text import LETTERS, Tokenizer, tokenizer
-
-_OPERATORS = ("+", "-", "*")
+from lmphys.worlds.igsm.graph import INSTANCE, MOD, World, apply_operator
+from lmphys.worlds.igsm.text import LETTERS, definition, tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
     correct: bool
-    reason: str  # "correct", or what is wrong, naming the first bad step
+    reason: str
+    unneeded_steps: int = 0  # correct steps for parameters the question does not need
 
 
 class _Reject(Exception):
     pass
 
 
-def check(world: World, query: int, text: str) -> CheckResult:
+@dataclasses.dataclass(frozen=True)
+class _Ids:
+    """The token ids the checker reads, looked up once."""
+
+    define: int
+    as_: int
+    so: int
+    equals: int
+    semicolon: int
+    period: int
+    s: int
+    back: int
+    ans: int
+    eos: int
+    pad: int
+    operators: dict  # id -> "+", "-", "*"
+    numbers: dict  # id -> 0..22
+    letters: frozenset
+    names: dict  # id -> item or layer name
+
+
+@functools.lru_cache(maxsize=1)
+def _ids() -> _Ids:
     tok = tokenizer()
+    ids = tok.ids
+    return _Ids(ids["Define"], ids["as"], ids["so"], ids["="], ids[";"], ids["."], ids["'s"], tok.back_id,
+                tok.ans_id, tok.eos_id, tok.pad_id, {ids[op]: op for op in "+-*"},
+                {ids[str(n)]: n for n in range(MOD)}, frozenset(ids[letter] for letter in LETTERS),
+                {index: token for index, token in enumerate(tok.vocab)})
+
+
+def canonical(expression) -> tuple:
+    """An expression with sums and products flattened into sorted term lists, so that reordering
+    or regrouping terms does not change it; a difference keeps its order."""
+    tag = expression[0]
+    if tag in ("num", "param"):
+        return expression
+    if tag == "-":
+        return ("-", canonical(expression[1]), canonical(expression[2]))
+    terms: list = []
+    for side in expression[1:]:
+        side = canonical(side)
+        terms += side[1] if side[0] == tag else [side]
+    return (tag, tuple(sorted(terms)))
+
+
+class _Params:
+    """A world's parameters by their (item, other) tokens, with their definitions."""
+
+    def __init__(self, world: World):
+        tok = tokenizer()
+        self.by_name = {}
+        for param in world.params:
+            if param[0] == INSTANCE and param not in world.sentences:
+                continue
+            item, other = world.name(param)
+            self.by_name[(tok.ids[item], tok.ids[other])] = param
+        self.world = world
+
+    def definition(self, param) -> tuple:
+        return canonical(definition(self.world, param))
+
+
+def check(world: World, question, ids) -> CheckResult:
+    """Check a generated solution (token ids after <sol>; see the module docstring)."""
+    known = _ids()
+    ids = list(ids)
     try:
-        tokens = [tok.vocab[i] for i in _without_retries(tok.encode(text), tok)]
-        _check_tokens(world, query, tokens)
-    except DataError as error:
-        return CheckResult(False, f"the solution cannot be read: {error}")
+        if known.ans not in ids:
+            raise _Reject("no <ans>: the solution does not end with its answer")
+        cut = ids.index(known.ans)
+        steps = _steps(ids[:cut], known)
+        answer = ids[cut + 1:]
+        if known.eos in answer:
+            answer = answer[:answer.index(known.eos)]
+        params = _Params(world)
+        letters: dict[int, tuple] = {}  # letter -> (expression, value)
+        defined: list = []
+        for number, step in enumerate(steps, 1):
+            defined.append(_check_step(step, number, params, letters, defined, known))
+        if not defined:
+            raise _Reject("no step")
+        if defined[-1] != question:
+            raise _Reject(f"the last step computes {_named(world, defined[-1])}, not the question's "
+                          f"{_named(world, question)}")
+        if len(answer) != 1 or answer[0] not in known.numbers:
+            raise _Reject("the answer after <ans> is not one number")
+        if known.numbers[answer[0]] != world.values[question]:
+            raise _Reject(f"the answer is {known.numbers[answer[0]]}, not {world.values[question]}")
     except _Reject as reject:
         return CheckResult(False, str(reject))
-    return CheckResult(True, "correct")
+    needed = world.closure(question)
+    return CheckResult(True, "correct", sum(param not in needed for param in defined))
 
 
-def _without_retries(ids: list[int], tok: Tokenizer) -> list[int]:
-    """Drop every step begun and then taken back with [BACK]."""
-    kept: list[int] = []
-    period = tok.ids["."]
-    for token_id in ids:
-        if token_id == tok.back_id:
-            while kept and kept[-1] != period:
-                kept.pop()
-        elif token_id not in (tok.bos_id, tok.eos_id, tok.pad_id):
-            kept.append(token_id)
-    return kept
+def _named(world: World, param) -> str:
+    item, other = world.name(param)
+    return f"{item}'s {other}"
 
 
-def _sentences(tokens: list[str]) -> list[list[str]]:
-    sentences, current = [], []
-    for token in tokens:
-        current.append(token)
-        if token == ".":
-            sentences.append(current[:-1])
+def _steps(ids: list[int], known: _Ids) -> list[list[int]]:
+    """The steps (each without its closing "."), those with [BACK] dropped."""
+    steps, current = [], []
+    for token in ids:
+        if token == known.period:
+            if known.back not in current:
+                steps.append(current)
             current = []
+        else:
+            current.append(token)
     if current:
-        raise _Reject(f"the solution ends in the middle of a sentence: {' '.join(current[:12])!r}")
-    return sentences
+        raise _Reject("the solution ends inside a step (no closing \".\")")
+    return steps
 
 
-def _check_tokens(world: World, query: int, tokens: list[str]) -> None:
-    sentences = _sentences(tokens)
-    if not sentences or sentences[-1][:3] != ["The", "answer", "is"]:
-        raise _Reject("the solution does not end with 'The answer is N.'")
-    steps = [_header(number, sentence, world) for number, sentence in enumerate(sentences[:-1], 1)]
-    defined_in = {}
-    for number, (_, letter, _) in enumerate(steps, 1):
-        defined_in.setdefault(letter, number)
-    necessary = world.closure(query)
-    letter_param: dict[str, int] = {}
-    values: dict[str, int] = {}
-    for number, (param_index, letter, body) in enumerate(steps, 1):
-        param = world.params[param_index]
-        where = f"step {number} ({param.name})"
-        if param_index not in necessary:
-            raise _Reject(f"{where}: the question does not need this parameter")
-        if param_index in letter_param.values():
-            raise _Reject(f"{where}: the parameter was already defined")
-        if letter in letter_param:
-            raise _Reject(f"{where}: letter {letter} already names {world.params[letter_param[letter]].name}")
-        value, used = _check_body(where, number, letter, body, letter_param, values, defined_in)
-        if used != set(param.deps):
-            names = sorted(world.params[i].name for i in param.deps) or ["a constant"]
-            raise _Reject(f"{where}: computed from {_names(world, used)}, but it depends on {', '.join(names)}")
-        if value != world.values[param_index]:
-            raise _Reject(f"{where}: the value is {world.values[param_index]}, not {value}")
-        letter_param[letter] = param_index
-        values[letter] = value
-    if query not in letter_param.values():
-        raise _Reject(f"the solution never computes {world.params[query].name}, the question's parameter")
-    answer = sentences[-1][3:]
-    expected = world.values[query]
-    if answer != [str(expected)]:
-        raise _Reject(f"the answer is {expected}, not {' '.join(answer) or 'missing'}")
+def _check_step(step: list[int], number: int, params: _Params, letters: dict, defined: list, known: _Ids):
+    """The parameter a step defines, after checking it (module docstring); records its letters."""
+    where = f"step {number}"
+    if len(step) < 7 or step[0] != known.define or step[2] != known.s or step[4] != known.as_ \
+            or step[6] != known.semicolon:
+        raise _Reject(f"{where}: it must begin \"Define <name> as <letter>;\"")
+    param = params.by_name.get((step[1], step[3]))
+    name = f"{known.names[step[1]]}'s {known.names[step[3]]}"
+    where = f"step {number} ({name})"
+    if param is None:
+        raise _Reject(f"{where}: the problem has no such parameter")
+    if param in defined:
+        raise _Reject(f"{where}: it is defined twice")
+    own = step[5]
+    equations = _split(step[7:], known.semicolon)
+    final = equations[-1]
+    if len(final) < 3 or final[0] != known.so or final[1] != own:
+        raise _Reject(f"{where}: the last equation must be \"so {known.names[own]} = ...\"")
+    helpers: dict[int, tuple] = {}
+    for equation in equations[:-1]:
+        helper, expression, value = _equation(equation, where, letters, helpers, known)
+        helpers[helper] = (expression, value)
+    _, expression, value = _equation(final[1:], where, letters, helpers, known)
+    if canonical(expression) != params.definition(param):
+        raise _Reject(f"{where}: it does not compute the parameter's definition")
+    letters[own] = (("param", param), value)
+    return param
 
 
-def _names(world: World, used: set[int]) -> str:
-    return ", ".join(sorted(world.params[i].name for i in used)) or "constants only"
-
-
-def _header(number: int, sentence: list[str], world: World) -> tuple[int, str, list[str]]:
-    """(parameter id, its letter, the tokens after "Define <name> as X ;")."""
-    if len(sentence) < 7 or sentence[0] != "Define" or sentence[2] != "'s" or sentence[4] != "as" or sentence[6] != ";":
-        raise _Reject(f"step {number} is not 'Define <parameter> as <letter>; ...': {' '.join(sentence[:12])!r}")
-    name = f"{sentence[1]}'s {sentence[3]}"
-    if name not in world.by_name:
-        raise _Reject(f"step {number}: the problem has no parameter {name}")
-    if sentence[5] not in LETTERS:
-        raise _Reject(f"step {number} ({name}): {sentence[5]!r} is not a letter")
-    return world.by_name[name], sentence[5], sentence[7:]
-
-
-def _check_body(where, number, letter, body, letter_param, values, defined_in) -> tuple[int, set[int]]:
-    """Check the equations of one step; return the step's value and the parameters it used."""
-    equations = _split(body, ";")
-    if not equations or equations[-1][:1] != ["so"]:
-        raise _Reject(f"{where}: the step must end with 'so {letter} = ...'")
-    equations[-1] = equations[-1][1:]
-    helpers: dict[str, tuple[int, set[int]]] = {}
-    value, used = 0, set()
-    for position, equation in enumerate(equations):
-        parts = _split(equation, "=")
-        final = position == len(equations) - 1
-        if len(parts) < 2 or len(parts[0]) != 1:
-            raise _Reject(f"{where}: cannot read the equation {' '.join(equation)!r}")
-        lhs = parts[0][0]
-        if final and lhs != letter:
-            raise _Reject(f"{where}: the step defines {letter} but ends with {lhs} = ...")
-        if not final and (lhs in letter_param or lhs in helpers or lhs == letter or lhs not in LETTERS):
-            raise _Reject(f"{where}: the helper {lhs} is not a new letter")
-        value, used = _check_equation(where, number, parts[1:], letter_param, values, helpers, defined_in)
-        helpers[lhs] = (value, used)
-    return value, used
-
-
-def _check_equation(where, number, parts, letter_param, values, helpers, defined_in) -> tuple[int, set[int]]:
-    """parts = [letter expression, number expression, value], [expression, value] or [value]."""
-    if len(parts[-1]) != 1 or not parts[-1][0].isdigit():
-        raise _Reject(f"{where}: an equation must end with '= <number>'")
-    value = int(parts[-1][0])
-    expressions = parts[:-1]
-    if len(expressions) > 2:
-        raise _Reject(f"{where}: too many '=' in one equation")
-    used: set[int] = set()
-    known: dict[str, int] = {}
-    if expressions:
-        first = expressions[0]
-        _check_form(where, first)
-        for token in first[0::2]:
-            if token.isdigit():
-                continue
-            if token in helpers:
-                known[token], helper_used = helpers[token]
-                used |= helper_used
-            elif token in letter_param:
-                known[token] = values[token]
-                used.add(letter_param[token])
-            elif token in defined_in and defined_in[token] >= number:
-                raise _Reject(f"{where}: uses {token} before step {defined_in[token]} defines it")
-            else:
-                raise _Reject(f"{where}: uses {token}, which no earlier step defines")
-        if len(expressions) == 2:
-            substituted = [str(known[t]) if t in known else t for t in first]
-            if expressions[1] != substituted:
-                raise _Reject(f"{where}: {' '.join(expressions[1])} does not match {' '.join(first)} with "
-                              + ", ".join(f"{k} = {v}" for k, v in known.items()))
-        numbers = [known[t] if t in known else int(t) for t in first[0::2]]
-        computed = evaluate_expression(numbers, first[1::2])
-        if computed != value:
-            shown = " ".join(expressions[-1])
-            raise _Reject(f"{where}: {shown} is {computed} mod {MOD}, not {value}")
-    if not 0 <= value < MOD:
-        raise _Reject(f"{where}: {value} is not a number mod {MOD}")
-    return value, used
-
-
-def _check_form(where: str, expression: list[str]) -> None:
-    operands, operators = expression[0::2], expression[1::2]
-    if not operands or len(operands) != len(operators) + 1 or any(op not in _OPERATORS for op in operators) \
-            or any(t in _OPERATORS for t in operands):
-        raise _Reject(f"{where}: cannot read the expression {' '.join(expression)!r}")
-
-
-def _split(tokens: list[str], separator: str) -> list[list[str]]:
+def _split(tokens: list[int], separator: int) -> list[list[int]]:
     parts, current = [], []
     for token in tokens:
         if token == separator:
@@ -201,4 +192,63 @@ def _split(tokens: list[str], separator: str) -> list[list[str]]:
         else:
             current.append(token)
     parts.append(current)
-    return parts if tokens else []
+    return parts
+
+
+def _equation(tokens: list[int], where: str, letters: dict, helpers: dict, known: _Ids) -> tuple:
+    """(x, expression, value) of "x = t [op t] [= a op b] = r", x a letter not used before."""
+    parts = _split(tokens, known.equals)
+    lhs = parts[0]
+    if len(lhs) != 1 or lhs[0] not in known.letters:
+        raise _Reject(f"{where}: an equation must define one letter")
+    letter = lhs[0]
+    if letter in letters or letter in helpers:
+        raise _Reject(f"{where}: letter {known.names[letter]} is used again")
+    result = parts[-1]
+    if len(result) != 1 or result[0] not in known.numbers:
+        raise _Reject(f"{where}: {known.names[letter]} must end \"= <number>\"")
+    value = known.numbers[result[0]]
+    middle = parts[1:-1]
+    if not middle:  # "x = r": a constant
+        expression, computed = ("num", value), value
+    else:
+        expression, computed = _formula(middle, where, letters, helpers, known)
+    if computed != value:
+        raise _Reject(f"{where}: {known.names[letter]} is {computed} mod {MOD}, not {value}")
+    return letter, expression, value
+
+
+def _formula(middle: list[list[int]], where: str, letters: dict, helpers: dict, known: _Ids) -> tuple:
+    """(expression, computed value) of "t" or "t op t = a op b"."""
+    symbolic = middle[0]
+    if len(symbolic) == 1:
+        if len(middle) != 1:
+            raise _Reject(f"{where}: a single term has no numeric part")
+        return _operand(symbolic[0], where, letters, helpers, known)
+    if len(symbolic) != 3 or symbolic[1] not in known.operators or len(middle) != 2:
+        raise _Reject(f"{where}: an equation must be \"t op t = a op b\" (one operation)")
+    numeric = middle[1]
+    if len(numeric) != 3 or numeric[1] != symbolic[1] or numeric[0] not in known.numbers \
+            or numeric[2] not in known.numbers:
+        raise _Reject(f"{where}: its numeric part must repeat the operation with numbers")
+    operator = known.operators[symbolic[1]]
+    sides = []
+    for term, shown in ((symbolic[0], numeric[0]), (symbolic[2], numeric[2])):
+        expression, value = _operand(term, where, letters, helpers, known)
+        if known.numbers[shown] != value:
+            raise _Reject(f"{where}: {known.names[term]} is {value}, not {known.numbers[shown]}")
+        sides.append((expression, value))
+    return (operator, sides[0][0], sides[1][0]), apply_operator(operator, sides[0][1], sides[1][1])
+
+
+def _operand(token: int, where: str, letters: dict, helpers: dict, known: _Ids) -> tuple:
+    if token in known.numbers:
+        return ("num", known.numbers[token]), known.numbers[token]
+    if token in helpers:
+        return helpers[token]
+    if token in letters:
+        return letters[token]
+    if token in known.letters:
+        raise _Reject(f"{where}: it uses {known.names[token]}, which no earlier equation defines")
+    raise _Reject(f"{where}: {known.names[token]!r} is not a number or a letter")
+

@@ -1,22 +1,21 @@
-"""The world of one iGSM problem (Part 2.1, written for lmphys from the paper's definitions): the
-structure graph, its instance and abstract parameters, the dependency DAG, values mod 23, and the
-number of operations of the shortest solution.
+"""The world of one iGSM problem (Part 2.1): its structure graph, parameters, dependencies and
+values mod 23, as the authors' released generator (facebookresearch/iGSM) defines them; how a
+world is drawn is construct.py.
 
 - Structure graph: d in {2, 3, 4} consecutive layers of one of four hierarchies (School > Classroom
-  > Backpack > Stationery, ...), a few items per layer (drawn from one sub-category each), and
-  edges between items of adjacent layers. Each edge (a, b) is an *instance parameter*, "each a's
-  b": how many b each a has.
-- Abstract parameters: for an item a and a category C of a lower layer, "a's C" counts every item
-  of layer C in one a: the sum over a's children b of (a, b) if C is the next layer, otherwise the
-  sum of (a, b) * (b's C). They are never stated; a solver derives them from the structure.
-- Dependency DAG: each instance parameter is a random constant, or an expression of up to 4 other
-  parameters (instance or abstract) chosen among those defined before it in a random order, so the
-  graph is acyclic by construction. An abstract parameter depends on the edges below its item.
-- op: the number of arithmetic operations (+, -, *) in the shortest solution of a query, i.e. the
-  sum of each necessary parameter's own operations. Everything is mod 23.
-
-A problem asks for one parameter whose op equals the target; every instance parameter of the
-world is stated in the problem, so most are distractors.
+  > Backpack > Stationery, ...), 2-4 items per layer, edges between items of adjacent layers.
+- Parameters are 4-tuples. An *instance* parameter (0, i, j, k) is an edge: "each a's b", how
+  many of item k of layer i + 1 one item j of layer i has. An *abstract* parameter (1, i, j, k),
+  k > i, is "a's C": how many items of layer k one item j of layer i holds in all; it is never
+  stated, a solver derives it from the structure (the sum over j's children x of (0, i, j, x), and
+  for k > i + 1 of (0, i, j, x) * (1, i + 1, x, k)). RNG = (-1, 0, 0, 0) is the random-number
+  node: an instance parameter that depends on it has a number in its sentence.
+- Each stated instance parameter has a `Sentence`: "equals N" (a constant), or an optional
+  modifier "N more than" / "N times as much as" over one reference ("equals each x's y", a copy),
+  "the sum of" 2-4 references, or "the difference of" 2.
+- op of a solution (the released `Graph.op_num`): each solution parameter counts
+  max(1, its number of dependencies - 1), the random number included: a constant, a copy and
+  "N more than x" are one operation; the solution writes exactly op equations.
 """
 from __future__ import annotations
 
@@ -24,42 +23,42 @@ import dataclasses
 import functools
 import json
 import os
-import random
-import zlib
 
 MOD = 23
 _DATA = os.path.join(os.path.dirname(__file__), "data", "categories.json")
 
-# Instance-parameter expressions: how the dependencies combine, then an optional modifier by a
-# constant. "one" = a single dependency (needs a modifier); "sum" takes 2-4, "diff"/"prod" 2.
-COMBINES = ("one", "sum", "diff", "prod")
-COMBINE_OPERATORS = {"sum": "+", "diff": "-", "prod": "*"}
-MODIFIERS = ("+", "-", "*")  # "c more than", "c less than", "c times as much as"
+INSTANCE, ABSTRACT = 0, 1
+RNG = (-1, 0, 0, 0)
+Param = tuple  # (kind, i, j, k), see the module docstring
+
+MODIFIERS = ("", "add", "mul")  # none, "N more than", "N times as much as"
+COMBINES = ("constant", "single", "sum", "diff")
 
 
 @dataclasses.dataclass(frozen=True)
 class Difficulty:
-    """Sizes of a family of problems (iGSM-med / iGSM-hard, and a CPU-sized one)."""
+    """Sizes of a family of problems: the released IdGen(max_op, max_edge) (iGSM-med:
+    IdGen(15, 20), iGSM-hard: IdGen(21, 28)), with the paper's out-of-distribution test ops."""
 
     name: str
-    max_instance_params: int  # ip_max: edges of the structure graph
-    max_train_op: int  # training ops are drawn as min(t0, t1), t0, t1 uniform in 1..max_train_op
+    max_train_op: int  # max_op: training ops are min(t0, t1), t0, t1 uniform in 1..max_train_op
+    max_edges: int  # max_edge: instance parameters (edges of the structure graph) at most
     ood_ops: tuple[int, ...]  # out-of-distribution test ops
-    max_items_per_layer: int
 
 
 DIFFICULTIES = {
-    "med": Difficulty("med", 20, 15, (20, 21, 22, 23), 4),
-    "hard": Difficulty("hard", 28, 21, (28, 29, 30, 31, 32), 5),
-    # CPU-sized: short problems a 4-layer model learns in minutes; OOD ops just past training.
-    "small": Difficulty("small", 7, 4, (5, 6), 2),
+    "med": Difficulty("med", 15, 20, (20, 21, 22, 23)),
+    "hard": Difficulty("hard", 21, 28, (28, 29, 30, 31, 32)),
+    # CPU-sized: the released process with a small op range; 12 is the fewest edges every
+    # (depth, width) draw allows ((d - 1) * w0 <= 3 * 4).
+    "small": Difficulty("small", 4, 12, (5, 6)),
 }
 
 
 @functools.lru_cache(maxsize=1)
 def categories() -> tuple[tuple[tuple[str, ...], ...], dict[str, tuple[tuple[str, ...], ...]]]:
     """(hierarchies as layer-name tuples, {layer: sub-categories as item tuples}) from the shipped
-    file (facebookresearch/iGSM, MIT; see data/igsm/README.md)."""
+    file (facebookresearch/iGSM, MIT; see data/README.md)."""
     with open(_DATA, encoding="utf-8") as handle:
         raw = json.load(handle)
     hierarchies = tuple(tuple(layers) for layers in raw["categorizations"])
@@ -68,261 +67,121 @@ def categories() -> tuple[tuple[tuple[str, ...], ...], dict[str, tuple[tuple[str
 
 
 @dataclasses.dataclass(frozen=True)
-class Param:
-    """One parameter. Instance: `item` has `other` (an item of the next layer) per unit.
-    Abstract: `item` has `other` (a lower layer's category name) in total."""
+class Sentence:
+    """How the problem states an instance parameter (its references in sentence order)."""
 
-    kind: str  # "instance" or "abstract"
-    item: str
-    other: str
-    deps: tuple[int, ...]  # parameter ids in the order the expression uses them
-    combine: str = ""  # instance: "" (a constant) or one of COMBINES; abstract: "sum" or "sumprod"
-    modifier: str = ""  # "" or one of MODIFIERS
-    constant: int = 0  # the value of a constant parameter, or the modifier's constant
-
-    @property
-    def name(self) -> str:
-        return f"{self.item}'s {self.other}"
-
-    @property
-    def own_ops(self) -> int:
-        """Operations of this parameter's own step in a solution."""
-        k = len(self.deps)
-        if self.kind == "abstract":
-            return k - 1  # sum of k values, or of k/2 products: k/2 - 1 adds + k/2 multiplies
-        if not self.deps:
-            return 0
-        return (k - 1) + (1 if self.modifier else 0)
+    modifier: str  # "" , "add" ("N more than") or "mul" ("N times as much as"); "" for a constant
+    number: int  # the constant, or the modifier's number
+    combine: str  # constant, single, sum or diff
+    refs: tuple[Param, ...]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class World:
-    """A problem's parameters (instance ones first), their values, and the order they were made in
-    (a topological order: every parameter comes after its dependencies)."""
+    """A drawn problem world: structure, the problem's dependency template, sentences, values and
+    the solution order (its necessary parameters, question last)."""
 
     hierarchy: int
-    layers: tuple[str, ...]
-    items: tuple[tuple[str, ...], ...]  # per layer, the items used
-    params: tuple[Param, ...]
-    values: tuple[int, ...]
-    order: tuple[int, ...]
-    num_instance: int
+    layers: tuple[str, ...]  # the d layer (category) names, top first
+    items: tuple[tuple[str, ...], ...]  # per layer, its item names
+    edges: frozenset  # (i, j, k): item j of layer i has item k of layer i + 1
+    preds: dict  # param -> its dependencies in order (RNG included): the problem's template
+    sentences: dict  # instance param -> Sentence, for every stated parameter
+    values: dict  # param -> value mod 23, for every parameter (abstract ones included)
+    solution: tuple  # necessary parameters in the released solution order, the question last
+    sentence_order: tuple  # the stated (instance) parameters in the order the problem states them
 
-    def closure(self, query: int) -> frozenset[int]:
-        """The necessary parameters of a query: itself and everything it depends on."""
-        seen = {query}
-        stack = [query]
+    @property
+    def question(self) -> Param:
+        return self.solution[-1]
+
+    @functools.cached_property
+    def children(self) -> dict[tuple[int, int], tuple[int, ...]]:
+        """(i, j) -> the items of layer i + 1 that item j of layer i has, in order."""
+        out: dict[tuple[int, int], list[int]] = {}
+        for i, j, k in sorted(self.edges):
+            out.setdefault((i, j), []).append(k)
+        return {key: tuple(value) for key, value in out.items()}
+
+    @functools.cached_property
+    def params(self) -> tuple[Param, ...]:
+        """Every parameter of the world: the instance ones (edges), then the abstract ones."""
+        instance = [(INSTANCE, i, j, k) for i, j, k in sorted(self.edges)]
+        abstract = [(ABSTRACT, i, j, k) for i in range(len(self.layers) - 1) for j in range(len(self.items[i]))
+                    for k in range(i + 1, len(self.layers))]
+        return tuple(instance + abstract)
+
+    def whole_preds(self, param: Param) -> tuple[Param, ...]:
+        """A parameter's dependencies in the whole template (the released `whole_template`): the
+        problem's template where it has the parameter, the structure otherwise (abstract ones)."""
+        if param in self.preds:
+            return self.preds[param]
+        kind, i, j, k = param
+        if kind != ABSTRACT:
+            return ()
+        children = self.children.get((i, j), ())
+        out = [(INSTANCE, i, j, x) for x in children]
+        if k > i + 1:
+            out += [(ABSTRACT, i + 1, x, k) for x in children]
+        return tuple(out)
+
+    def ancestors(self, param: Param) -> frozenset:
+        """The parameters `param` depends on, directly or not (RNG excluded)."""
+        seen: set = set()
+        stack = [param]
         while stack:
-            for dep in self.params[stack.pop()].deps:
-                if dep not in seen:
+            for dep in self.whole_preds(stack.pop()):
+                if dep != RNG and dep not in seen:
                     seen.add(dep)
                     stack.append(dep)
         return frozenset(seen)
 
-    def ops(self, query: int) -> int:
-        return sum(self.params[index].own_ops for index in self.closure(query))
+    def closure(self, query: Param) -> frozenset:
+        """The necessary parameters of a query: itself and everything it depends on."""
+        return self.ancestors(query) | {query}
 
-    @functools.cached_property
-    def by_name(self) -> dict[str, int]:
-        return {param.name: index for index, param in enumerate(self.params)}
+    def name(self, param: Param) -> tuple[str, str]:
+        """(item, other): "item's other", other an item of the next layer or a layer name."""
+        kind, i, j, k = param
+        return self.items[i][j], (self.items[i + 1][k] if kind == INSTANCE else self.layers[k])
 
+    def own_ops(self, param: Param) -> int:
+        """Operations of a parameter's step: max(1, its dependencies - 1), RNG included."""
+        return max(1, len(self.whole_preds(param)) - 1)
 
-def evaluate(param: Param, values: list[int]) -> int:
-    """A parameter's value mod 23 from the values of its dependencies."""
-    deps = [values[dep] for dep in param.deps]
-    if param.kind == "abstract":
-        if param.combine == "sum":
-            return combine("sum", deps)
-        return evaluate_expression(deps, ["*" if position % 2 == 0 else "+" for position in range(len(deps) - 1)])
-    if not deps:
-        return param.constant
-    inner = deps[0] if param.combine == "one" else combine(param.combine, deps)
-    return apply_modifier(param.modifier, param.constant, inner)
+    def ops(self, steps) -> int:
+        return sum(self.own_ops(param) for param in steps)
 
 
-def combine(kind: str, values: list[int]) -> int:
-    """sum, diff (first minus second) or prod of `values`, mod 23."""
-    return evaluate_expression(values, [COMBINE_OPERATORS[kind]] * (len(values) - 1))
+def abstract_value(children: dict, values: dict, param: Param) -> int:
+    """An abstract parameter's value from the values of the parameters below it."""
+    _, i, j, k = param
+    total = 0
+    for x in children.get((i, j), ()):
+        term = values[(INSTANCE, i, j, x)]
+        if k > i + 1:
+            term = apply_operator("*", term, values[(ABSTRACT, i + 1, x, k)])
+        total = apply_operator("+", total, term)
+    return total
 
 
-def apply_modifier(modifier: str, constant: int, value: int) -> int:
-    """"constant more than" (+), "less than" (-), "times as much as" (*) `value`, or none, mod 23."""
-    if not modifier:
-        return value % MOD
-    return evaluate_expression([constant, value] if modifier == "*" else [value, constant], [modifier])
+def sentence_value(sentence: Sentence, values: dict) -> int:
+    """An instance parameter's value from its sentence and the values of its references."""
+    if sentence.combine == "constant":
+        return sentence.number % MOD
+    operator = "-" if sentence.combine == "diff" else "+"
+    inner = values[sentence.refs[0]]
+    for ref in sentence.refs[1:]:
+        inner = apply_operator(operator, inner, values[ref])
+    if sentence.modifier:
+        return apply_operator("+" if sentence.modifier == "add" else "*", sentence.number, inner)
+    return inner
 
 
-def evaluate_expression(numbers: list[int], operators: list[str]) -> int:
-    """numbers[0] op[0] numbers[1] op[1] ... with + - * at their usual precedence, mod 23: the one
-    evaluator of every value, step and checked equation of the world."""
-    total, term, sign = 0, numbers[0], 1
-    for operator, number in zip(operators, numbers[1:]):
-        if operator == "*":
-            term *= number
-        else:
-            total += sign * term
-            term, sign = number, (1 if operator == "+" else -1)
-    return (total + sign * term) % MOD
-
-
-def _structure(rng: random.Random, difficulty: Difficulty):
-    """Layers, items and edges (parent index, child index per adjacent layer pair) of at most
-    `max_instance_params` edges; every item above the last layer has a child and every item below
-    the first has a parent, so every abstract parameter has something to count."""
-    hierarchies, pools = categories()
-    while True:
-        hierarchy = rng.randrange(len(hierarchies))
-        depth = rng.choice((2, 3, 4))
-        first = rng.randrange(0, 4 - depth + 1)
-        layers = hierarchies[hierarchy][first:first + depth]
-        used: set[str] = set()
-        items = []
-        for layer in layers:
-            group = [name for name in rng.choice(pools[layer]) if name not in used]
-            count = rng.randint(2 if depth == 2 else 1, min(difficulty.max_items_per_layer, len(group)))
-            chosen = rng.sample(group, count)
-            used.update(chosen)
-            items.append(tuple(chosen))
-        edges = []
-        for upper, lower in zip(items, items[1:]):
-            pairs = {(rng.randrange(len(upper)), child) for child in range(len(lower))}
-            for parent in range(len(upper)):
-                if not any(p == parent for p, _ in pairs):
-                    pairs.add((parent, rng.randrange(len(lower))))
-            extra = [(p, c) for p in range(len(upper)) for c in range(len(lower)) if (p, c) not in pairs]
-            pairs.update(rng.sample(extra, rng.randint(0, len(extra))))
-            edges.append(sorted(pairs))
-        if 2 <= sum(len(e) for e in edges) <= difficulty.max_instance_params:
-            return hierarchy, layers, tuple(items), edges
-
-
-def _instance_expression(rng: random.Random, available: list[int]) -> tuple[tuple[int, ...], str, str, int]:
-    """(deps, combine, modifier, constant) of a new instance parameter over the available ones."""
-    if not available or rng.random() < 0.25:
-        return (), "", "", rng.randrange(MOD)
-    count = min(len(available), rng.choice((1, 1, 2, 2, 2, 3, 4)))
-    # Lean towards recently defined parameters: it makes long dependency chains, hence large ops.
-    pool = available[-8:] if rng.random() < 0.6 else available
-    deps = tuple(rng.sample(pool, min(count, len(pool))))
-    if len(deps) == 1:
-        combine = "one"
-    elif len(deps) == 2:
-        combine = rng.choice(("sum", "diff", "prod"))
-    else:
-        combine = "sum"
-    modifier = rng.choice(MODIFIERS) if combine == "one" or rng.random() < 0.3 else ""
-    constant = rng.randrange(2, MOD) if modifier == "*" else rng.randrange(1, MOD)
-    return deps, combine, modifier, constant
-
-
-def build_world(rng: random.Random, difficulty: Difficulty) -> World:
-    """A random world: structure, then instance parameters defined in a random order, each over the
-    parameters already defined; an abstract parameter becomes usable once the edges below its item
-    are all defined."""
-    hierarchy, layers, items, edges = _structure(rng, difficulty)
-    instance: list[tuple[int, int, int]] = [(level, p, c) for level, pairs in enumerate(edges) for p, c in pairs]
-    instance_id = {key: index for index, key in enumerate(instance)}
-    # Abstract parameters (level of item, item, target level), deepest first so children exist.
-    abstract_keys = [(level, item, target) for level in range(len(items) - 2, -1, -1)
-                     for item in range(len(items[level])) for target in range(level + 1, len(items))]
-    num_instance = len(instance)
-    abstract_id = {key: num_instance + index for index, key in enumerate(abstract_keys)}
-    abstract_deps: dict[int, tuple[int, ...]] = {}
-    needs: dict[int, frozenset[int]] = {}  # abstract id -> instance ids it needs (transitively)
-    for level, item, target in abstract_keys:
-        children = [c for p, c in edges[level] if p == item]
-        deps: list[int] = []
-        required: set[int] = set()
-        for child in children:
-            edge = instance_id[(level, item, child)]
-            required.add(edge)
-            deps.append(edge)
-            if target > level + 1:
-                below = abstract_id[(level + 1, child, target)]
-                deps.append(below)
-                required |= needs[below]
-        abstract_deps[abstract_id[(level, item, target)]] = tuple(deps)
-        needs[abstract_id[(level, item, target)]] = frozenset(required)
-
-    order: list[int] = []
-    available: list[int] = []
-    pending = dict(needs)
-    defined: set[int] = set()
-    expressions: dict[int, tuple] = {}
-    for index in rng.sample(range(num_instance), num_instance):
-        expressions[index] = _instance_expression(rng, available)
-        order.append(index)
-        available.append(index)
-        defined.add(index)
-        for key in [a for a, required in pending.items() if required <= defined]:
-            del pending[key]
-            available.append(key)
-    # Abstract parameters join the order once their edges are defined; place them right after.
-    order = _with_abstract(order, needs)
-
-    params: list[Param] = [None] * (num_instance + len(abstract_keys))  # type: ignore[list-item]
-    for (level, p, c), index in instance_id.items():
-        deps, combine, modifier, constant = expressions[index]
-        params[index] = Param("instance", items[level][p], items[level + 1][c], deps, combine, modifier, constant)
-    for (level, item, target), index in abstract_id.items():
-        combine = "sum" if target == level + 1 else "sumprod"
-        params[index] = Param("abstract", items[level][item], layers[target], abstract_deps[index], combine)
-    values = [0] * len(params)
-    for index in order:
-        values[index] = evaluate(params[index], values)
-    return World(hierarchy, tuple(layers), items, tuple(params), tuple(values), tuple(order), num_instance)
-
-
-def _with_abstract(instance_order: list[int], needs: dict[int, frozenset[int]]) -> list[int]:
-    """The instance order with each abstract parameter inserted right after its last needed edge
-    (deeper abstract parameters, which need fewer edges, come first at a tie)."""
-    position = {index: rank for rank, index in enumerate(instance_order)}
-    after: dict[int, list[int]] = {}
-    for abstract, required in sorted(needs.items(), key=lambda item: len(item[1])):
-        after.setdefault(max(position[e] for e in required), []).append(abstract)
-    order = []
-    for rank, index in enumerate(instance_order):
-        order.append(index)
-        order.extend(after.get(rank, ()))
-    return order
-
-
-def ops_of_every_param(world: World) -> list[int]:
-    """op of each parameter as the query, from closure bitmasks built in topological order."""
-    masks = [0] * len(world.params)
-    for index in world.order:
-        mask = 1 << index
-        for dep in world.params[index].deps:
-            mask |= masks[dep]
-        masks[index] = mask
-    by_cost: dict[int, int] = {}
-    for index, param in enumerate(world.params):
-        if param.own_ops:
-            by_cost[param.own_ops] = by_cost.get(param.own_ops, 0) | (1 << index)
-    return [sum(cost * (mask & members).bit_count() for cost, members in by_cost.items()) for mask in masks]
-
-
-def solution_order(world: World, query: int, rng: random.Random) -> list[int]:
-    """A random topological order of the query's necessary parameters, ending with the query."""
-    needed = world.closure(query)
-    remaining = {index: {d for d in world.params[index].deps} for index in needed}
-    done: list[int] = []
-    while remaining:
-        ready = [index for index, deps in remaining.items() if not deps and index != query]
-        if not ready:
-            ready = [query]
-        chosen = rng.choice(sorted(ready))
-        done.append(chosen)
-        del remaining[chosen]
-        for deps in remaining.values():
-            deps.discard(chosen)
-    return done
-
-
-def template_hash(world: World, steps: list[int]) -> int:
-    """The solution's template, in 0..22: its step kinds, expression shapes and which earlier steps
-    each uses, without names, letters or numbers (the train/test split is by this hash)."""
-    position = {index: rank for rank, index in enumerate(steps)}
-    shape = [(p.kind, p.combine, p.modifier, tuple(position[d] for d in p.deps))
-             for p in (world.params[index] for index in steps)]
-    return zlib.crc32(repr(shape).encode()) % MOD
+def apply_operator(operator: str, left: int, right: int) -> int:
+    """left + - * right mod 23: the one arithmetic of the world's values, solutions and checker."""
+    if operator == "+":
+        return (left + right) % MOD
+    if operator == "-":
+        return (left - right) % MOD
+    return (left * right) % MOD

@@ -1,70 +1,108 @@
-"""One iGSM problem (Part 2.1): `generate(seed, ...)` draws a world, a query of the requested op, a
-solution order and letters, and renders the token ids; `Problem` holds them with the text views.
+"""One iGSM problem (Part 2.1): `generate(seed, ...)` draws it as the released `IdGen.gen_prob`
+does, and `Problem` holds its world, question and solution as token ids, with text views.
 
-Everything is a function of the seed (an int of any size; the task seeds with (seed, step, row)).
-Train/test split (the paper's): a problem's solution template (graph.template_hash) lands in
-a bin 0..22; "train" keeps bins 0..16, "test" bins 17..22, so no template is on both sides.
+The released generator keeps a target op (the requested one, or min(t0, t1) of 1..max_op drawn
+once per problem) and redraws whole worlds (construct.py) until a world's op equals it and its
+solution template lands in an allowed bin. lmphys skips the draws that cannot match early (a world's
+op never exceeds its budget s), which changes the speed, not the distribution.
+
+Train/test split: the solution's *sketch* (the released `to_sketch`: every parameter name replaced
+by Inst or Inter, every number by 0, ";" by ".", letters renamed a, b, ... in order of first
+appearance) hashed with sha256, mod 23. `bins="paper"` keeps bins 0..16 for training and 17..22 for
+testing (as the Part 2.1 paper describes); `bins="released"` is the release's 0..15 / 16..22.
+(The release replaces names by plain substring search, so an item name inside another, such as
+"Bread" in "Pita Bread", leaks into its sketch for ~0.5% of op-1 problems; lmphys abstracts whole
+name tokens, so those few problems can land in other bins.)
+
+`reask=True` is the released `re_ask`: the same problem text, world and values, with the question
+replaced by another parameter of the problem's template, solved in a uniformly random topological
+order of its ancestors with fresh letters. `op` still sets the original problem's op; the reasked
+question has its own `Problem.op`.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import random
 
 from lmphys.errors import DataError
-from lmphys.worlds.igsm import check, graph
-from lmphys.worlds.igsm.graph import DIFFICULTIES, World
-from lmphys.worlds.igsm.text import Renderer, assign_letters, render_solution, tokenizer
+from lmphys.worlds.igsm import check, construct
+from lmphys.worlds.igsm.graph import (
+    ABSTRACT,
+    DIFFICULTIES,
+    INSTANCE,
+    MOD,
+    RNG,
+    Sentence,
+    World,
+    abstract_value,
+    categories,
+    sentence_value,
+)
+from lmphys.worlds.igsm.text import LETTERS, Renderer, insert_retries, tokenizer
 
 FORMATS = ("pq", "qp")  # problem then question, or question first
 SPLITS = ("train", "test", "any")
-TRAIN_BINS = 17  # template bins 0..16 train, 17..22 test
+BIN_SPLITS = {"paper": 17, "released": 16}  # first test bin
 MAX_OP = 40
-_ATTEMPTS = 2000
+_SIZE_DRAWS = 200_000  # size draws before giving up on a target op the difficulty cannot reach
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Problem:
-    """A problem, its question and its shortest solution, as token ids (text on demand)."""
+    """A problem, its question and its solution, as token ids (text on demand)."""
 
     world: World
-    query: int
-    steps: tuple[int, ...]  # the solution's parameters in order, the query last
-    letters: dict[int, int]  # parameter -> position in LETTERS
-    helpers: dict[int, int]  # parameter -> helper letter of its step
-    sentence_order: tuple[int, ...]  # the instance parameters in the order the problem states them
+    steps: tuple  # the solution's parameters in order, the question last
+    solution_steps: tuple  # token ids of the steps (no retries), and below each step's closing "."
+    step_ends: tuple
+    letters: dict  # param -> letter token id
     fmt: str
     difficulty: str
-    template: int  # 0..22
+    template: int  # sketch bin 0..22
+
+    @property
+    def question_param(self):
+        return self.steps[-1]
 
     @property
     def op(self) -> int:
-        return self.world.ops(self.query)
+        return self.world.ops(self.steps)
 
     @property
     def answer(self) -> int:
-        return self.world.values[self.query]
+        return self.world.values[self.question_param]
 
     @functools.cached_property
     def problem_ids(self) -> list[int]:
         renderer = _renderer()
-        return [token for index in self.sentence_order for token in renderer.problem_sentence(self.world, index)]
+        return [token for param in self.world.sentence_order for token in renderer.problem_sentence(self.world, param)]
 
     @functools.cached_property
     def question_ids(self) -> list[int]:
-        return _renderer().question(self.world.params[self.query])
+        return _renderer().question(self.world, self.question_param)
 
     def solution_tokens(self, retry_rate: float = 0.0, retry_kind: str = "retry",
                         seed: int = 0) -> tuple[list[int], list[bool], list[int]]:
-        """(ids, mistake flags, index of each step's ".") of the solution, optionally with retry
-        mistakes (render_solution); retries are drawn from `seed`."""
-        rng = random.Random(seed) if retry_rate > 0 else None
-        return render_solution(_renderer(), self.world, self.steps, self.letters, self.helpers,
-                                         retry_rate, retry_kind, rng)
+        """(ids, mistake flags, index of each step's ".") of the solution and its "<ans> N",
+        optionally with retry mistakes (text.insert_retries) drawn from `seed`."""
+        steps, ends = list(self.solution_steps), list(self.step_ends)
+        mistakes = [False] * len(steps)
+        if retry_rate > 0:
+            steps, mistakes, ends = insert_retries(_renderer(), self.world, self.steps, steps, ends, retry_rate,
+                                                   retry_kind, random.Random(seed))
+        return steps + self.answer_ids, mistakes + [False] * len(self.answer_ids), ends
+
+    @functools.cached_property
+    def answer_ids(self) -> list[int]:
+        """"<ans> N", the end of every solution."""
+        return _renderer().answer(self.answer)
 
     @functools.cached_property
     def solution_ids(self) -> list[int]:
-        return self.solution_tokens()[0]
+        """The clean solution followed by "<ans> N" (what the model writes after <sol>)."""
+        return list(self.solution_steps) + self.answer_ids
 
     def prompt_ids(self) -> tuple[list[int], int, int]:
         """(ids, problem_end, question_end): the model's input before the solution, "<bos> problem
@@ -91,15 +129,20 @@ class Problem:
     def solution(self) -> str:
         return tokenizer().decode(self.solution_ids)
 
+    def in_split(self, split: str, bins: str = "paper") -> bool:
+        return in_split(self.template, split, bins)
+
 
 @functools.lru_cache(maxsize=1)
 def _renderer() -> Renderer:
     return Renderer(tokenizer())
 
 
-def check_solution(problem: Problem, text: str) -> check.CheckResult:
-    """Whether `text` is a correct full solution of `problem` (check), with the reason."""
-    return check.check(problem.world, problem.query, text)
+def check_solution(problem: Problem, solution) -> check.CheckResult:
+    """Whether `solution` (token ids or text: the steps, "<ans>", the answer) is a correct full
+    solution of `problem` (check.py), with the reason."""
+    ids = tokenizer().encode(solution) if isinstance(solution, str) else solution
+    return check.check(problem.world, problem.question_param, ids)
 
 
 def draw_op(rng: random.Random, difficulty: str) -> int:
@@ -108,57 +151,164 @@ def draw_op(rng: random.Random, difficulty: str) -> int:
     return min(rng.randint(1, top), rng.randint(1, top))
 
 
-def in_split(template: int, split: str) -> bool:
-    return split == "any" or (template < TRAIN_BINS) == (split == "train")
+def in_split(template: int, split: str, bins: str = "paper") -> bool:
+    return split == "any" or (template < BIN_SPLITS[bins]) == (split == "train")
+
+
+def sketch_bin(ids: list[int]) -> int:
+    """The released template hash of a solution's step tokens (the module docstring)."""
+    kinds, texts = _sketch_tokens()
+    renamed: dict[int, str] = {}
+    parts: list[str] = []
+    position = 0
+    while position < len(ids):
+        token = ids[position]
+        kind = kinds[token]
+        if kind == "define":  # "Define <item> 's <other>": Inter when <other> is a layer's name
+            parts += ["Define", "Inter" if kinds[ids[position + 3]] == "layer" else "Inst"]
+            position += 4
+            continue
+        if kind == "letter":
+            parts.append(renamed.setdefault(token, LETTERS[len(renamed)]))
+        elif kind == "number":
+            parts.append("0")
+        elif kind == "stop":
+            parts[-1] += "."
+        else:
+            parts.append(texts[token])
+        position += 1
+    return int(hashlib.sha256((" " + " ".join(parts)).encode()).hexdigest(), 16) % MOD
+
+
+@functools.lru_cache(maxsize=1)
+def _sketch_tokens() -> tuple[list[str], tuple[str, ...]]:
+    """Per token id: how the sketch treats it, and its text."""
+    tok = tokenizer()
+    hierarchies, _ = categories()
+    layers = {layer for names in hierarchies for layer in names}
+    letters, numbers = set(LETTERS), {str(n) for n in range(MOD)}
+    kinds = []
+    for token in tok.vocab:
+        kinds.append("define" if token == "Define" else "letter" if token in letters else
+                     "number" if token in numbers else "stop" if token in (";", ".") else
+                     "layer" if token in layers else "word")
+    return kinds, tok.vocab
 
 
 def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str = "pq", reask: bool = False,
-             split: str = "train") -> Problem:
-    """A problem whose shortest solution has `op` operations (None: the training draw min(t0, t1)).
+             split: str = "train", bins: str = "paper") -> Problem:
+    """A problem whose solution has `op` operations (None: the training draw min(t0, t1)), drawn
+    as the released generator draws it, from `seed` alone (an int of any size).
 
-    `reask`: the same problem (world and sentences as for `reask=False`) asked about another
-    parameter, of the same op where the world has one. `split` keeps solution templates of the
-    train or test bins ("any": either).
+    `split` keeps solution templates of the train or test bins of `bins` ("any": either);
+    `reask`: the same problem asked about another parameter of its template (module docstring).
     """
-    _check_arguments(difficulty, op, fmt, split)
+    _check_arguments(difficulty, op, fmt, split, bins)
     rng = random.Random(seed)
+    level = DIFFICULTIES[difficulty]
     target = draw_op(rng, difficulty) if op is None else op
-    for _ in range(_ATTEMPTS):
-        world = graph.build_world(rng, DIFFICULTIES[difficulty])
-        ops = graph.ops_of_every_param(world)
-        candidates = [index for index, value in enumerate(ops) if value == target]
-        if not candidates:
+    renderer = _renderer()
+    for _ in range(_SIZE_DRAWS):
+        sizes = construct.draw_sizes(rng, level.max_train_op, level.max_edges, op, target)
+        if sizes is None:
             continue
-        query = rng.choice(candidates)
-        sentence_order = tuple(rng.sample(range(world.num_instance), world.num_instance))
-        if reask:
-            others = [index for index in candidates if index != query] or \
-                [index for index, value in enumerate(ops) if value > 0 and index != query]
-            if not others:
-                continue
-            query = random.Random(rng.getrandbits(64)).choice(others)
-        problem = _solve(world, query, sentence_order, fmt, difficulty, split, rng)
-        if problem is not None:
-            return problem
-    raise DataError(f"could not make a {difficulty} problem with op = {target} in the {split} split "
-                    f"after {_ATTEMPTS} worlds; ops this large need a harder difficulty")
-
-
-def _solve(world, query, sentence_order, fmt, difficulty, split, rng) -> Problem | None:
-    """A solution order in the split (a few orders are tried) with letters, or None."""
-    for _ in range(8):
-        steps = graph.solution_order(world, query, rng)
-        template = graph.template_hash(world, steps)
-        if not in_split(template, split):
+        s, n, m, d, w0, w1, e, p = sizes
+        draft = construct.draft_with_order(rng, d, w0, w1, e, p, n, m)
+        if draft is None or draft.op_budget(s) != target:
             continue
-        assigned = assign_letters(world, steps, rng)
-        if assigned is None:
-            return None
-        return Problem(world, query, tuple(steps), assigned[0], assigned[1], sentence_order, fmt, difficulty, template)
-    return None
+        draft.design(target)
+        draft.draw_names()
+        # The template bin depends on the solution alone: decided before the distractors are drawn.
+        world = _world(draft, draft.order, (), rng)
+        ids, ends, letters = renderer.solution(world, world.solution, rng)
+        template = sketch_bin(ids)
+        if not in_split(template, split, bins):
+            continue
+        draft.fill_all()
+        draft.design_unused()
+        stated = [param for param in draft.stated if param[0] == INSTANCE]
+        rng.shuffle(stated)
+        world = _world(draft, draft.stated, stated, rng, world.sentences)
+        problem = Problem(world, world.solution, tuple(ids), tuple(ends), letters, fmt, difficulty, template)
+        return _reask(problem, rng) if reask else problem
+    raise DataError(f"could not draw a {difficulty} problem with op = {target} in the {split} split: "
+                    "ops this large need a harder difficulty")
 
 
-def _check_arguments(difficulty: str, op: int | None, fmt: str, split: str) -> None:
+def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, drawn: dict | None = None) -> World:
+    """The world over `params` (the solution's, or the whole template, in a topological order):
+    each instance parameter's sentence (numbers drawn as the released `Problem.parse` draws them,
+    unless already `drawn`) and its value; once every edge is stated, every abstract parameter's
+    value too (deepest layer first, so each comes after those it counts)."""
+    sentences = dict(drawn or {})
+    values: dict = {}
+    children = {key: tuple(kids) for key, kids in draft.children.items()}
+    for param in params:
+        if param == RNG:
+            continue
+        if param[0] == INSTANCE:
+            if param not in sentences:
+                sentences[param] = _sentence(draft.preds[param], rng)
+            values[param] = sentence_value(sentences[param], values)
+        else:
+            values[param] = abstract_value(children, values, param)
+    if len(sentences) == len(draft.edge_list):
+        for i in range(draft.d - 2, -1, -1):
+            for j in range(draft.sizes[i]):
+                for k in range(i + 1, draft.d):
+                    if (ABSTRACT, i, j, k) not in values:
+                        values[(ABSTRACT, i, j, k)] = abstract_value(children, values, (ABSTRACT, i, j, k))
+    preds = {param: tuple(draft.preds[param]) for param in params if param != RNG}
+    return World(draft.hierarchy, tuple(draft.layers), draft.items, frozenset(draft.edge_list), preds, sentences,
+                 values, tuple(draft.order), tuple(sentence_order))
+
+
+def _sentence(preds: list, rng: random.Random) -> Sentence:
+    refs = tuple(dep for dep in preds if dep != RNG)
+    if not refs:
+        return Sentence("", int(rng.random() * MOD), "constant", ())
+    modifier, number = "", 0
+    if len(refs) < len(preds):  # a random number among the dependencies
+        if rng.random() < 0.5:
+            modifier, number = "add", int(rng.random() * MOD)
+        else:
+            modifier, number = "mul", 1 + int(rng.random() * (MOD - 1))
+    combine = "single" if len(refs) == 1 else "sum"
+    if len(refs) == 2 and rng.random() >= 0.5:
+        combine = "diff"
+    return Sentence(modifier, number, combine, refs)
+
+
+def _reask(problem: Problem, rng: random.Random) -> Problem:
+    """The released `re_ask` (module docstring)."""
+    world = problem.world
+    others = [param for param in world.preds if param != problem.question_param]
+    question = rng.choice(others)
+    ancestors = world.closure(question)
+    steps = _random_topological_order(world, ancestors, rng)
+    ids, ends, letters = _renderer().solution(world, steps, rng)
+    reasked = dataclasses.replace(world, solution=tuple(steps))
+    return Problem(reasked, tuple(steps), tuple(ids), tuple(ends), letters, problem.fmt, problem.difficulty,
+                   sketch_bin(ids))
+
+
+def _random_topological_order(world: World, params: frozenset, rng: random.Random) -> list:
+    """A uniformly drawn topological order of `params` (the released random_topological_sort)."""
+    waiting = {param: {dep for dep in world.whole_preds(param) if dep in params} for param in params}
+    ready = [param for param, deps in waiting.items() if not deps]
+    order = []
+    while ready:
+        param = ready.pop(rng.randrange(len(ready)))
+        order.append(param)
+        for other, deps in waiting.items():
+            if param in deps:
+                deps.discard(param)
+                if not deps:
+                    ready.append(other)
+    return order
+
+
+def _check_arguments(difficulty: str, op: int | None, fmt: str, split: str, bins: str) -> None:
     if difficulty not in DIFFICULTIES:
         raise DataError(f"difficulty {difficulty!r} is not one of {', '.join(DIFFICULTIES)}")
     if op is not None and not (isinstance(op, int) and 1 <= op <= MAX_OP):
@@ -167,3 +317,5 @@ def _check_arguments(difficulty: str, op: int | None, fmt: str, split: str) -> N
         raise DataError(f"fmt {fmt!r} is not one of {', '.join(FORMATS)}")
     if split not in SPLITS:
         raise DataError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    if bins not in BIN_SPLITS:
+        raise DataError(f"bins {bins!r} is not one of {', '.join(BIN_SPLITS)}")

@@ -2,11 +2,13 @@
 
 `IGSMTask` turns one `config.task` into training rows and evaluations:
 - Rows are made on the host (`host_batch`): row r of step s is the problem generated from
-  (seed, s, r), one problem per row, "<bos> problem question <sol> solution <eos>" padded; the
-  loss is on the solution and <eos> (`loss_on = "solution"`) or on every token (`"all"`). A
-  problem longer than the row is replaced by the next draw of the same row (never cut).
+  (seed, s, r), one problem per row, "<bos> problem question <sol> solution <ans> N <eos>"
+  padded (the released layout, with lmphys's own separator tokens); the loss is on the solution,
+  the answer and <eos> (`loss_on = "solution"`) or on every token (`"all"`). A problem longer than
+  the row is replaced by the next draw of the same row (never cut). Training problems come from
+  the train bins of `split_bins` (paper: 0..16; released: 0..15), evaluation ones from its test bins.
 - Retry data (Part 2.2): `retry_rate` > 0 puts mistakes taken back with [BACK] into the solutions
-  (`retry_kind`: retry, weak or miss; see text.render_solution); `mask_mistakes` takes the
+  (`retry_kind`: retry, weak or miss; see text.insert_retries); `mask_mistakes` takes the
   mistaken tokens out of the loss (the [BACK] after them stays in).
 - `train_tokens` > 0 sets train.steps so the run sees that many (non-pad) tokens: Part 2.2 compares
   retry rates at equal training tokens, and retry solutions are longer.
@@ -14,7 +16,8 @@
   per op, those whose solution fits `eval_len`: `acc_op<k>` for every in-distribution op
   (1..max_train_op) and OOD op, their means `acc_id` and `acc_ood`, and `answer_id` / `answer_ood`
   for the final answer alone, `finished_id` / `finished_ood` for the share of solutions that end
-  (<eos> within eval_len). `attempt` returns the solutions themselves. The evaluation problems
+  (<eos> within eval_len), `unneeded_id` / `unneeded_ood` for correct steps the question did not
+  need (per correct solution). `attempt` returns the solutions themselves. The evaluation problems
   are fixed (they don't depend on the run's seed), so all runs are scored on the same ones.
 """
 from __future__ import annotations
@@ -31,7 +34,7 @@ from lmphys.errors import DataError
 from lmphys.worlds.base import Batch, ModelFns
 from lmphys.worlds.igsm.check import CheckResult
 from lmphys.worlds.igsm.graph import DIFFICULTIES
-from lmphys.worlds.igsm.problem import FORMATS, Problem, check_solution, generate
+from lmphys.worlds.igsm.problem import BIN_SPLITS, FORMATS, Problem, check_solution, generate
 from lmphys.worlds.igsm.text import RETRY_KINDS, tokenizer
 
 LOSS_ON = ("solution", "all")
@@ -41,7 +44,7 @@ _PACK_SLOTS = 1024  # problems a packed row may draw (each has its own seed belo
 _PACK_MISSES = 4  # a packed row ends after this many drawn problems in a row did not fit its rest
 # Fields added after runs were saved: their defaults keep the earlier behaviour, so the config.json
 # of an older run still loads (probes, reports, init_from).
-_ADDED_FIELDS = {"pack": False}
+_ADDED_FIELDS = {"pack": False, "split_bins": "paper"}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -56,13 +59,14 @@ def default_config() -> ml_collections.ConfigDict:
     task.eval_len = 320  # evaluation rows (prompt + generated solution); <= model.max_len
     task.loss_on = "solution"  # solution (and <eos>) or all tokens
     task.retry_rate = 0.0  # Part 2.2: chance of a mistake (then [BACK]) before each step
-    task.retry_kind = "retry"  # retry (not computable yet), weak (a later step), miss (any unused parameter)
+    task.retry_kind = "retry"  # retry (not computable yet), weak (this or a later step), miss (not computed yet)
     task.mask_mistakes = False  # take the mistaken tokens out of the loss
     task.train_tokens = 0  # > 0: train.steps is set so the run sees this many tokens (equal-token comparisons)
     task.data_workers = 0  # processes generating batches ahead (0: in the training process)
-    task.pack = False  # several whole problems per row (rows one problem long are ~40% filled at med)
+    task.pack = False  # several whole problems per row (rows one problem long are ~35% filled at med)
     task.eval_problems = 32  # per op
     task.eval_ops = ""  # comma-separated ops to evaluate; "": every training op and the OOD ops
+    task.split_bins = "paper"  # template bins: paper (train 0..16, test 17..22) or released (0..15 / 16..22)
     task.temperature = 0.0  # greedy decoding, as in the paper
     return task
 
@@ -83,6 +87,8 @@ def validate(task: ml_collections.ConfigDict) -> None:
     require(isinstance(task.data_workers, int) and task.data_workers >= 0, "task.data_workers", "it must be 0 or more",
            task.data_workers)
     require(isinstance(task.get("pack", False), bool), "task.pack", "it must be True or False", task.get("pack"))
+    bins = task.get("split_bins", _ADDED_FIELDS["split_bins"])
+    require(bins in BIN_SPLITS, "task.split_bins", f"it must be one of {', '.join(BIN_SPLITS)}", bins)
     require(task.seq_len >= 64, "task.seq_len", "it must be at least 64 (a problem with its solution must fit)", task.seq_len)
     require(task.eval_len >= task.seq_len, "task.eval_len", f"it must be at least task.seq_len = {task.seq_len}", task.eval_len)
     require(task.temperature >= 0, "task.temperature", "it must be zero (greedy) or positive", task.temperature)
@@ -132,6 +138,7 @@ class IGSMTask:
         self.mask_mistakes = bool(task.mask_mistakes)
         self.data_workers = task.data_workers
         self.pack = task.get("pack", _ADDED_FIELDS["pack"])
+        self.bins = task.get("split_bins", _ADDED_FIELDS["split_bins"])
         self.train_tokens = int(task.train_tokens)
         self.eval_problems = task.eval_problems
         self.ops_in, self.ops_out = eval_ops(task)
@@ -145,7 +152,7 @@ class IGSMTask:
         """Tokens of one training sequence (<bos> ... <eos>, at most seq_len + 1) and which of them
         the loss counts (each flag belongs to its token, i.e. to the target that predicts it)."""
         for draw in range(_TOO_LONG_DRAWS):
-            problem = generate(seed * _TOO_LONG_DRAWS + draw, self.difficulty, fmt=self.fmt, split=split)
+            problem = generate(seed * _TOO_LONG_DRAWS + draw, self.difficulty, fmt=self.fmt, split=split, bins=self.bins)
             prompt = problem.prompt_ids()[0]
             solution, mistakes, _ = problem.solution_tokens(self.retry_rate, self.retry_kind, seed=seed)
             tokens = prompt + solution + [self.eos_id]
@@ -208,7 +215,8 @@ class IGSMTask:
         if op not in self._eval_sets:
             chosen: list[Problem] = []
             for index in range(50 * self.eval_problems):
-                problem = generate(_EVAL_SEED + op * 100_000 + index, self.difficulty, op=op, fmt=self.fmt, split="test")
+                problem = generate(_EVAL_SEED + op * 100_000 + index, self.difficulty, op=op, fmt=self.fmt, split="test",
+                                   bins=self.bins)
                 if len(problem.prompt_ids()[0]) + len(problem.solution_ids) + 1 <= self.eval_len:
                     chosen.append(problem)
                     if len(chosen) == self.eval_problems:
@@ -221,22 +229,28 @@ class IGSMTask:
 
     def evaluate(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
         """Greedy full-solution accuracy per op and its in-distribution and OOD means; the means of
-        final-answer accuracy (the last "The answer is N." right, steps unchecked), which moves
-        earlier in training than whole solutions do; and the share of solutions that end (<eos>
-        within eval_len), which shows a model stuck in a loop (e.g. retrying forever on retry data)."""
+        final-answer accuracy (the answer after <ans> right, steps unchecked), which moves earlier
+        in training than whole solutions do; the share of solutions that end (<eos> within
+        eval_len), which shows a model stuck in a loop (e.g. retrying forever on retry data); and
+        `unneeded_<id|ood>`, the mean number of correct steps for parameters the question does not
+        need per correct solution (0 when none is correct; the paper finds models write almost none)."""
         metrics: dict[str, float] = {}
         answers: dict[int, float] = {}
         finished: dict[int, float] = {}
+        unneeded: dict[int, list[int]] = {}
         for op in self.ops_in + self.ops_out:
             attempts = self.attempt(model, self.eval_problems_of(op), jax.random.fold_in(key, op))
-            metrics[f"acc_op{op}"] = float(np.mean([a.verdict is not None and a.verdict.correct for a in attempts]))
+            metrics[f"acc_op{op}"] = float(np.mean([a.correct for a in attempts]))
             answers[op] = float(np.mean([a.answer_right for a in attempts]))
             finished[op] = float(np.mean([a.finished for a in attempts]))
+            unneeded[op] = [a.verdict.unneeded_steps for a in attempts if a.correct]
         for name, ops in (("id", self.ops_in), ("ood", self.ops_out)):
             if ops:
                 metrics[f"acc_{name}"] = float(np.mean([metrics[f"acc_op{op}"] for op in ops]))
                 metrics[f"answer_{name}"] = float(np.mean([answers[op] for op in ops]))
                 metrics[f"finished_{name}"] = float(np.mean([finished[op] for op in ops]))
+                counts = [count for op in ops for count in unneeded[op]]
+                metrics[f"unneeded_{name}"] = float(np.mean(counts)) if counts else 0.0
         return metrics
 
     def attempt(self, model: ModelFns, problems: list[Problem], key: jax.Array) -> list[Attempt]:
@@ -260,9 +274,8 @@ class IGSMTask:
                 continuation = continuation[:continuation.index(self.eos_id)]
             # A finished solution is checked exactly as written; an unfinished one is shown without padding.
             text = tok.decode(continuation if finished else [token for token in continuation if token != self.pad_id])
-            verdict = check_solution(problem, text) if finished else None
-            attempts.append(Attempt(problem, text, finished, verdict,
-                                    finished and text.endswith(f"The answer is {problem.answer}.")))
+            verdict = check_solution(problem, continuation) if finished else None
+            attempts.append(Attempt(problem, text, finished, verdict, finished and continuation[-2:] == problem.answer_ids))
         return attempts
 
 
@@ -274,7 +287,11 @@ class Attempt:
     text: str
     finished: bool  # ended with <eos> within eval_len
     verdict: CheckResult | None  # the checker's, for finished solutions
-    answer_right: bool  # finished with "The answer is <the right answer>."
+    answer_right: bool  # finished with "<ans> <the right answer>"
+
+    @property
+    def correct(self) -> bool:
+        return self.verdict is not None and self.verdict.correct
 
 
 def task_from_config(task: ml_collections.ConfigDict) -> IGSMTask:

@@ -1,19 +1,24 @@
-"""The words of iGSM (Part 2.1, written for lmphys): the closed tokenizer, and the problem, question
-and solution sentences of a world, rendered straight to token ids (text is decoded from them).
+"""The words of iGSM (Part 2.1): the closed tokenizer, and a world's problem, question and solution
+rendered straight to token ids in the released generator's wording (facebookresearch/iGSM,
+`Problem.parse`, `Problem.to_sol`; written for lmphys).
 
 Every item and category name is one token, so "Riverview High's Film Studio" is three tokens
-(item, 's, item) whatever the name's spelling; numbers 0..22 and the 52 letter names are tokens
-too. Sentences:
-  problem   "The number of each Riverview High's Film Studio equals 5 times as much as the sum of
-             each Film Studio's Backpack and Central High's Classroom."   (an abstract parameter
-             is referred to without "each")
-  question  "How many Backpack does Central High have?"  /  "How many Film Studio does each
-             Riverview High have?"
-  solution  "Define Central High's Classroom as p; so p = q + r = 3 + 4 = 7." one step per
-             necessary parameter; a combination with a modifier goes through a helper letter:
-             "Define ... as W; R = p + q = 3 + 4 = 7; so W = 5 * R = 5 * 7 = 12."  An abstract
-             parameter: "so h = p * q + r * s = 1 * 2 + 3 * 4 = 14."  Then "The answer is 14."
-Retry data (Part 2.2) puts "Define <wrong parameter> as [BACK]" before a step.
+(item, 's, item); numbers 0..22 and the 52 letters are tokens too.
+  problem   "The number of each Sam's Club's Milk equals 5 more than the sum of each Albertsons's
+             Coffee and each Medical District's Sam's Club." One sentence per stated parameter:
+             "equals N", "equals each X's Y" (a copy), "N more than" / "N times as much as" over one
+             reference or a combination, "the sum of" 2-4 references ("A, B and C"), "the
+             difference of A and B". "each" comes before every reference, abstract ones too.
+  question  "How many Milk does Sam's Club have?" (no "each")
+  solution  one step per necessary parameter, one operation per equation, helper letters for the
+             partial sums and products of a left fold: "Define Robotics Lab's Backpack as H; so H =
+             Z + k = 14 + 14 = 5. Define School Daypack's Watercolor Paint as A; J = H - Z = 5 - 14 =
+             14; so A = 18 * J = 18 * 14 = 22." then "<ans> 22" (the released answer after its own
+             separator token; there is no "The answer is" sentence). The number of a modifier comes
+             first; a single term has no numeric part ("so Z = k = 14", "so k = 14").
+Letters are drawn without replacement from the 52 for the whole solution, helpers before their
+step's own letter (post-order). Retry data (Part 2.2) puts "Define <wrong parameter> as [BACK]."
+before a step (the released word BACK is the [BACK] token here).
 """
 from __future__ import annotations
 
@@ -26,28 +31,27 @@ from typing import Sequence
 import numpy as np
 
 from lmphys.errors import DataError
-from lmphys.worlds.igsm import graph
-from lmphys.worlds.igsm.graph import COMBINE_OPERATORS, MOD, Param, World, combine
+from lmphys.worlds.igsm.graph import ABSTRACT, INSTANCE, MOD, RNG, World, apply_operator, categories
 
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<mask>", "<sol>", "[BACK]", "<probe>", "<probe_sep>", "<probe_end>")
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<mask>", "<sol>", "[BACK]", "<probe>", "<probe_sep>", "<probe_end>",
+                  "<ans>")
 LETTERS = tuple(string.ascii_lowercase + string.ascii_uppercase)
 NUMBERS = tuple(str(n) for n in range(MOD))
 PUNCTUATION = (".", ",", ";", "?", "'s", "=", "+", "-", "*")
 _ATTACHED = {".", ",", ";", "?", "'s"}  # written without a space before them
-WORDS = ("The", "number", "of", "each", "equals", "more", "less", "than", "times", "as", "much", "the", "sum",
-         "difference", "product", "and", "How", "many", "does", "have", "Define", "so", "answer", "is")
-MODIFIER_WORDS = {"+": ("more", "than"), "-": ("less", "than"), "*": ("times", "as", "much", "as")}
-COMBINE_WORDS = {"sum": ("the", "sum", "of"), "diff": ("the", "difference", "of"), "prod": ("the", "product", "of")}
+WORDS = ("The", "number", "of", "each", "equals", "more", "than", "times", "as", "much", "the", "sum",
+         "difference", "and", "How", "many", "does", "have", "Define", "so")
+RETRY_KINDS = ("retry", "weak", "miss")
 
 
 class Tokenizer:
     """Closed vocabulary: special tokens, numbers, letters, punctuation, template words, then every
     category and item name. `encode(decode(ids)) == ids` for every rendered problem."""
 
-    pad_id, bos_id, eos_id, mask_id, sol_id, back_id, probe_id, probe_sep_id, probe_end_id = range(9)
+    pad_id, bos_id, eos_id, mask_id, sol_id, back_id, probe_id, probe_sep_id, probe_end_id, ans_id = range(10)
 
     def __init__(self):
-        hierarchies, pools = graph.categories()
+        hierarchies, pools = categories()
         names = sorted({layer for layers in hierarchies for layer in layers}
                        | {item for groups in pools.values() for group in groups for item in group})
         vocab = list(SPECIAL_TOKENS) + list(NUMBERS) + list(LETTERS) + list(PUNCTUATION) + list(WORDS)
@@ -95,161 +99,187 @@ def tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
+# A solution expression: a parameter reference ("param", p), a number ("num", n), or an operation
+# (op, left, right) with op in + - * (sums of three or more terms are left folds).
+Expression = tuple
+
+
+def definition(world: World, param) -> Expression:
+    """The expression a solution step writes for `param` (the released sketch after `simplify` and
+    `binarify`): a modifier's number first, sums folded from the left."""
+    kind, i, j, k = param
+    if kind == INSTANCE:
+        sentence = world.sentences[param]
+        if sentence.combine == "constant":
+            return ("num", sentence.number)
+        refs = [("param", ref) for ref in sentence.refs]
+        inner = _fold("-" if sentence.combine == "diff" else "+", refs)
+        if not sentence.modifier:
+            return inner
+        return ("+" if sentence.modifier == "add" else "*", ("num", sentence.number), inner)
+    kids = world.children.get((i, j), ())
+    if k == i + 1:
+        terms = [("param", (INSTANCE, i, j, x)) for x in kids]
+    else:
+        terms = [("*", ("param", (INSTANCE, i, j, x)), ("param", (ABSTRACT, i + 1, x, k))) for x in kids]
+    return _fold("+", terms) if terms else ("num", 0)
+
+
+def _fold(operator: str, terms: list) -> Expression:
+    out = terms[0]
+    for term in terms[1:]:
+        out = (operator, out, term)
+    return out
+
+
 class Renderer:
     """Token ids of a world's sentences (one per tokenizer; the id lookups are cached)."""
 
     def __init__(self, tok: Tokenizer):
         self.tok = tok
         self.id = tok.ids
-        self._words = {key: [tok.ids[w] for w in words] for key, words in {**MODIFIER_WORDS, **COMBINE_WORDS}.items()}
         self.s_id = tok.ids["'s"]
+        self.each_id = tok.ids["each"]
         self.numbers = [tok.ids[n] for n in NUMBERS]
         self.letters = [tok.ids[letter] for letter in LETTERS]
+        words = ("The number of", "more than", "times as much as", "the sum of", "the difference of",
+                 "How many", "equals", "and", "does", "have", "Define", "as", "so")
+        self.w = {phrase: [tok.ids[word] for word in phrase.split()] for phrase in words}
 
-    def name(self, param: Param) -> list[int]:
-        return [self.id[param.item], self.s_id, self.id[param.other]]
+    def name(self, world: World, param) -> list[int]:
+        item, other = world.name(param)
+        return [self.id[item], self.s_id, self.id[other]]
 
-    def reference(self, param: Param) -> list[int]:
-        """How the problem text refers to a parameter: "each a's b" or (abstract) "a's C"."""
-        return ([self.id["each"]] if param.kind == "instance" else []) + self.name(param)
-
-    def problem_sentence(self, world: World, index: int) -> list[int]:
-        param = world.params[index]
-        ids = [self.id["The"], self.id["number"], self.id["of"]] + self.reference(param) + [self.id["equals"]]
-        if not param.deps:
-            return ids + [self.numbers[param.constant], self.id["."]]
-        if param.modifier:
-            ids += [self.numbers[param.constant]] + self._words[param.modifier]
-        refs = [self.reference(world.params[dep]) for dep in param.deps]
-        if param.combine == "one":
+    def problem_sentence(self, world: World, param) -> list[int]:
+        sentence = world.sentences[param]
+        ids = self.w["The number of"] + [self.each_id] + self.name(world, param) + self.w["equals"]
+        if sentence.combine == "constant":
+            return ids + [self.numbers[sentence.number], self.id["."]]
+        if sentence.modifier:
+            ids += [self.numbers[sentence.number]] + self.w["more than" if sentence.modifier == "add" else "times as much as"]
+        refs = [[self.each_id] + self.name(world, ref) for ref in sentence.refs]
+        if sentence.combine == "single":
             ids += refs[0]
         else:
-            ids += self._words[param.combine]
+            ids += self.w["the difference of" if sentence.combine == "diff" else "the sum of"]
             for position, ref in enumerate(refs):
-                if position:
-                    ids.append(self.id["and"] if position == len(refs) - 1 else self.id[","])
+                if position == len(refs) - 1:
+                    ids += self.w["and"]
+                elif position < len(refs) - 2:
+                    ref = ref + [self.id[","]]
                 ids += ref
         return ids + [self.id["."]]
 
-    def question(self, param: Param) -> list[int]:
-        ids = [self.id["How"], self.id["many"], self.id[param.other], self.id["does"]]
-        if param.kind == "instance":
-            ids.append(self.id["each"])
-        return ids + [self.id[param.item], self.id["have"], self.id["?"]]
+    def question(self, world: World, param) -> list[int]:
+        item, other = world.name(param)
+        return self.w["How many"] + [self.id[other]] + self.w["does"] + [self.id[item]] + self.w["have"] + [self.id["?"]]
 
-    def step(self, world: World, index: int, letter: dict[int, int], helper: int | None) -> list[int]:
-        """"Define <name> as X; [R = ...;] so X = ... ." (`letter` and `helper` are token ids)."""
-        param = world.params[index]
-        value = world.values[index]
-        ids = [self.id["Define"]] + self.name(param) + [self.id["as"], letter[index], self.id[";"], self.id["so"]]
-        if not param.deps:
-            return ids + [letter[index], self.id["="], self.numbers[param.constant], self.id["."]]
-        terms = [(letter[dep], world.values[dep]) for dep in param.deps]
-        if param.kind == "abstract":
-            operators = ["+"] * (len(terms) - 1) if param.combine == "sum" else \
-                ["*" if position % 2 == 0 else "+" for position in range(len(terms) - 1)]
-            return ids + self._equation(letter[index], terms, operators, value) + [self.id["."]]
-        if param.combine != "one":
-            operators = [COMBINE_OPERATORS[param.combine]] * (len(terms) - 1)
-            if not param.modifier:
-                return ids + self._equation(letter[index], terms, operators, value) + [self.id["."]]
-            inner_value = combine(param.combine, [term_value for _, term_value in terms])
-            # The helper equation goes before "so": "R = p + q = 3 + 4 = 7; so W = 5 * R = ...".
-            ids[-1:] = self._equation(helper, terms, operators, inner_value) + [self.id[";"], self.id["so"]]
-            terms = [(helper, inner_value)]
-        constant = (self.numbers[param.constant], param.constant)
-        if param.modifier == "*":
-            pair, operator = [constant, terms[0]], "*"
-        else:
-            pair, operator = [terms[0], constant], param.modifier
-        return ids + self._equation(letter[index], pair, [operator], value) + [self.id["."]]
+    def solution(self, world: World, steps: Sequence, rng: random.Random) -> tuple[list[int], list[int], dict]:
+        """(token ids, the index of each step's closing ".", param -> letter id) of the solution
+        `steps`, letters drawn from `rng` as the released `get_symbol` draws them."""
+        pool = list(self.letters)
+        letter: dict = {}
+        ids: list[int] = []
+        ends: list[int] = []
+        for param in steps:
+            ids += self.step(world, param, letter, pool, rng)
+            ends.append(len(ids) - 1)
+        return ids, ends, letter
 
-    def _equation(self, lhs: int, terms, operators: list[str], value: int) -> list[int]:
-        """lhs = t1 op t2 ... = v1 op v2 ... = value (a single term: lhs = t = value)."""
-        ids = [lhs, self.id["="]]
-        for position, (term, _) in enumerate(terms):
-            if position:
-                ids.append(self.id[operators[position - 1]])
-            ids.append(term)
-        if len(terms) > 1:
-            ids.append(self.id["="])
-            for position, (_, term_value) in enumerate(terms):
-                if position:
-                    ids.append(self.id[operators[position - 1]])
-                ids.append(self.numbers[term_value])
-        return ids + [self.id["="], self.numbers[value]]
+    def step(self, world: World, param, letter: dict, pool: list[int], rng: random.Random) -> list[int]:
+        """"Define <name> as v; [h = ...;] so v = ... ." ; letters taken from `pool`."""
+        helpers: list[list[int]] = []
+        hint, cal, value = self._terms(definition(world, param), world, letter, pool, rng, helpers)
+        own = pool.pop(rng.randrange(len(pool)))
+        letter[param] = own
+        ids = self.w["Define"] + self.name(world, param) + self.w["as"] + [own, self.id[";"]]
+        for helper in helpers:
+            ids += helper + [self.id[";"]]
+        return ids + self.w["so"] + self._equation(own, hint, cal, value) + [self.id["."]]
+
+    def _terms(self, expression: Expression, world: World, letter: dict, pool: list[int], rng: random.Random,
+               helpers: list[list[int]]) -> tuple[list[int], list[int] | None, int]:
+        """(hint tokens, numeric tokens or None, value) of an expression; inner operations become
+        helper equations (appended to `helpers` in post-order) and are referred to by letter."""
+        tag = expression[0]
+        if tag == "num":
+            return [], None, expression[1]
+        if tag == "param":
+            value = world.values[expression[1]]
+            return [letter[expression[1]]], None, value
+        names, values = [], []
+        for side in expression[1:]:
+            token, value = self._operand(side, world, letter, pool, rng, helpers)
+            names.append(token)
+            values.append(value)
+        operator = self.id[tag]
+        return ([names[0], operator, names[1]], [self.numbers[values[0]], operator, self.numbers[values[1]]],
+                apply_operator(tag, values[0], values[1]))
+
+    def _operand(self, side: Expression, world, letter, pool, rng, helpers) -> tuple[int, int]:
+        """The token naming one operand (a number, a parameter's letter, or a new helper letter)."""
+        if side[0] == "num":
+            return self.numbers[side[1]], side[1]
+        if side[0] == "param":
+            return letter[side[1]], world.values[side[1]]
+        hint, cal, value = self._terms(side, world, letter, pool, rng, helpers)
+        helper = pool.pop(rng.randrange(len(pool)))
+        helpers.append(self._equation(helper, hint, cal, value))
+        return helper, value
+
+    def _equation(self, lhs: int, hint: list[int], cal: list[int] | None, value: int) -> list[int]:
+        """lhs = hint [= cal] = value, with the hint and numeric parts left out where empty."""
+        equals = self.id["="]
+        ids = [lhs, equals]
+        if hint:
+            ids += hint + [equals]
+        if cal:
+            ids += cal + [equals]
+        return ids + [self.numbers[value]]
 
     def answer(self, value: int) -> list[int]:
-        return [self.id["The"], self.id["answer"], self.id["is"], self.numbers[value], self.id["."]]
+        return [self.tok.ans_id, self.numbers[value]]
+
+    def retraction(self, world: World, param) -> list[int]:
+        """A retry mistake taken back: "Define <name> as [BACK].". """
+        return self.w["Define"] + self.name(world, param) + self.w["as"] + [self.tok.back_id, self.id["."]]
 
 
-def needs_helper(param: Param) -> bool:
-    """Whether the step goes through a helper letter: a combination followed by a modifier."""
-    return param.kind == "instance" and bool(param.modifier) and param.combine not in ("", "one")
+def retry_candidates(world: World, steps: Sequence, rank: int, kind: str) -> list:
+    """Parameters a retry mistake before step `rank` may name (Part 2.2; the released
+    id_retry_gen / id_retry_weak_gen): "retry", every parameter not computable from the steps
+    so far and not yet computed (necessary or not); "weak", the solution's parameters from this
+    step on (this one included, as released with self_contain=True); "miss" (not in the release),
+    every parameter not yet computed."""
+    done = set(steps[:rank])
+    if kind == "weak":
+        return list(steps[rank:])
+    if kind == "miss":
+        return [param for param in world.params if param not in done]
+    ready = done | {RNG}
+    return [param for param in world.params
+            if param not in done and not all(dep in ready for dep in world.whole_preds(param))]
 
 
-def assign_letters(world: World, steps: Sequence[int], rng: random.Random) -> tuple[dict[int, int], dict[int, int]] | None:
-    """Random distinct letters (as positions in LETTERS) for each step's parameter and helper;
-    None if the solution needs more than 52."""
-    helpers = [index for index in steps if needs_helper(world.params[index])]
-    if len(steps) + len(helpers) > len(LETTERS):
-        return None
-    chosen = rng.sample(range(len(LETTERS)), len(steps) + len(helpers))
-    return dict(zip(steps, chosen)), dict(zip(helpers, chosen[len(steps):]))
-
-
-RETRY_KINDS = ("retry", "weak", "miss")
-
-
-def render_solution(
-    renderer: Renderer,
-    world: World,
-    steps: Sequence[int],
-    letters: dict[int, int],
-    helpers: dict[int, int],
-    retry_rate: float = 0.0,
-    retry_kind: str = "retry",
-    rng: random.Random | None = None,
-) -> tuple[list[int], list[bool], list[int]]:
-    """(token ids, which tokens are inserted mistakes, the index of each step's closing ".") of the
-    solution `steps` followed by the answer sentence.
-
-    Retry data (Part 2.2): before each step, with probability `retry_rate` (repeatedly), a wrong
-    step is begun and taken back: "Define <name> as [BACK]". The wrong parameter is, for
-    "retry", a necessary one that cannot be computed yet; "weak", any later step of the solution;
-    "miss", any parameter not yet defined. The [BACK] token itself is not marked as a mistake, so
-    masking the mistakes still teaches the model to take a wrong step back.
-    """
-    letter_ids = {index: renderer.letters[position] for index, position in letters.items()}
-    helper_ids = {index: renderer.letters[position] for index, position in helpers.items()}
+def insert_retries(renderer: Renderer, world: World, steps: Sequence, step_ids: list[int], ends: list[int],
+                   rate: float, kind: str, rng: random.Random) -> tuple[list[int], list[bool], list[int]]:
+    """(ids, mistake flags, index of each real step's ".") of a solution with retry mistakes: before
+    each step, while `rng` says so with probability `rate`, a wrong parameter (retry_candidates, never
+    the same twice at one step) is begun and taken back. The flags mark "Define <name> as", not the
+    [BACK] and "." after it, so masking the mistakes still teaches the model to take them back."""
     ids: list[int] = []
     mistakes: list[bool] = []
-    ends: list[int] = []
-    done: set[int] = set()
-    for rank, index in enumerate(steps):
-        while retry_rate > 0 and rng.random() < retry_rate:
-            wrong = _wrong_step(world, steps, rank, done, retry_kind, rng)
-            if wrong is None:
-                break
-            begun = [renderer.id["Define"]] + renderer.name(world.params[wrong]) + [renderer.id["as"]]
-            ids += begun + [renderer.tok.back_id]
-            mistakes += [True] * len(begun) + [False]
-        step_ids = renderer.step(world, index, letter_ids, helper_ids.get(index))
-        ids += step_ids
-        mistakes += [False] * len(step_ids)
-        ends.append(len(ids) - 1)
-        done.add(index)
-    answer = renderer.answer(world.values[steps[-1]])
-    ids += answer
-    mistakes += [False] * len(answer)
-    return ids, mistakes, ends
-
-
-def _wrong_step(world: World, steps: Sequence[int], rank: int, done: set[int], kind: str, rng: random.Random) -> int | None:
-    if kind == "retry":
-        options = [i for i in steps[rank + 1:] if not all(dep in done for dep in world.params[i].deps)]
-    elif kind == "weak":
-        options = list(steps[rank + 1:])
-    else:
-        options = [i for i in range(len(world.params)) if i not in done and i != steps[rank]]
-    return rng.choice(options) if options else None
+    new_ends: list[int] = []
+    start = 0
+    for rank, end in enumerate(ends):
+        candidates = retry_candidates(world, steps, rank, kind)
+        while candidates and rng.random() < rate:
+            wrong = candidates.pop(rng.randrange(len(candidates)))
+            retraction = renderer.retraction(world, wrong)
+            ids += retraction
+            mistakes += [True] * (len(retraction) - 2) + [False, False]
+        ids += step_ids[start:end + 1]
+        mistakes += [False] * (end + 1 - start)
+        new_ends.append(len(ids) - 1)
+        start = end + 1
+    return ids, mistakes, new_ends

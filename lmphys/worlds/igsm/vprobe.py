@@ -49,7 +49,7 @@ from flax import nnx
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
 from lmphys.probe import hidden_with_update, init_embedding_update, split_rows, standardizer
-from lmphys.worlds.igsm.graph import MOD, World
+from lmphys.worlds.igsm.graph import MOD, RNG, World
 from lmphys.worlds.igsm.problem import Problem, generate
 from lmphys.worlds.igsm.task import IGSMTask
 from lmphys.worlds.igsm.text import Renderer, tokenizer
@@ -104,7 +104,7 @@ def probe_query(names: list[list[int]]) -> list[int]:
 
 def _example(prefix: list[int], renderer: Renderer, world: World, params: tuple[int, ...], steps_done: int,
              labels: dict[str, int]) -> ProbeExample:
-    query = probe_query([renderer.name(world.params[index]) for index in params])
+    query = probe_query([renderer.name(world, world.params[index]) for index in params])
     return ProbeExample(tuple(prefix) + tuple(query), len(prefix), params, steps_done, labels)
 
 
@@ -117,9 +117,10 @@ def _question_read(problem: Problem) -> int:
 def question_examples(problem: Problem, renderer: Renderer) -> list[ProbeExample]:
     """nece(A) for every parameter A, read after the problem and the question."""
     prefix = problem.prompt_ids()[0][:_question_read(problem) + 1]
-    necessary = problem.world.closure(problem.query)
-    return [_example(prefix, renderer, problem.world, (index,), 0, {"nece": int(index in necessary)})
-            for index in range(len(problem.world.params))]
+    world = problem.world
+    necessary = world.closure(problem.question_param)
+    return [_example(prefix, renderer, world, (index,), 0, {"nece": int(param in necessary)})
+            for index, param in enumerate(world.params)]
 
 
 def pair_examples(problem: Problem, renderer: Renderer, rng: np.random.Generator,
@@ -129,11 +130,11 @@ def pair_examples(problem: Problem, renderer: Renderer, rng: np.random.Generator
     prompt, problem_end, _ = problem.prompt_ids()
     world = problem.world
     dependent, independent = [], []
-    for a in range(len(world.params)):
-        below = world.closure(a) - {a}
-        for b in range(len(world.params)):
+    for a, param in enumerate(world.params):
+        below = world.ancestors(param)
+        for b, other in enumerate(world.params):
             if b != a:
-                (dependent if b in below else independent).append((a, b))
+                (dependent if other in below else independent).append((a, b))
     count = min(pairs_per_problem // 2, len(dependent), len(independent))
     examples = []
     for label, pairs in ((1, dependent), (0, independent)):
@@ -142,13 +143,15 @@ def pair_examples(problem: Problem, renderer: Renderer, rng: np.random.Generator
     return examples
 
 
-def step_labels(world: World, necessary: frozenset[int], computed: set[int], index: int) -> dict[str, int]:
-    """known, value (NOT_COUNTED unless known), can_next and nece_next of parameter `index` once the
-    solution has computed the parameters `computed`."""
-    known = index in computed
-    can_next = not known and all(dep in computed for dep in world.params[index].deps)
-    return {"known": int(known), "value": world.values[index] if known else NOT_COUNTED, "can_next": int(can_next),
-            "nece_next": int(can_next and index in necessary)}
+def step_labels(world: World, necessary: frozenset, computed: set, index: int) -> dict[str, int]:
+    """known, value (NOT_COUNTED unless known), can_next and nece_next of parameter
+    world.params[index] once the solution has computed the parameters `computed` (the released
+    `lora_label`: a random number is always available)."""
+    param = world.params[index]
+    known = param in computed
+    can_next = not known and all(dep in computed or dep == RNG for dep in world.whole_preds(param))
+    return {"known": int(known), "value": world.values[param] if known else NOT_COUNTED, "can_next": int(can_next),
+            "nece_next": int(can_next and param in necessary)}
 
 
 def step_examples(problem: Problem, renderer: Renderer) -> list[ProbeExample]:
@@ -158,7 +161,7 @@ def step_examples(problem: Problem, renderer: Renderer) -> list[ProbeExample]:
     solution, _, step_ends = problem.solution_tokens()
     sequence = prompt + solution
     cuts = [_question_read(problem) + 1] + [len(prompt) + end + 1 for end in step_ends]
-    necessary = problem.world.closure(problem.query)
+    necessary = problem.world.closure(problem.question_param)
     examples = []
     for steps_done, cut in enumerate(cuts):
         computed = set(problem.steps[:steps_done])

@@ -1,0 +1,495 @@
+"""How an iGSM world is drawn: the released generator's process (facebookresearch/iGSM,
+`IdGen_PT.gen_param_light`, `Graph` and `Problem` of math_gen/), step by step, written for lmphys.
+Every step keeps the released semantics, including their quirks, so problems follow the released
+distributions (tests/test_igsm_stats.py compares them); randomness is one `random.Random`.
+
+1. Sizes (`draw_sizes`): the op budget s (the target op, or min(t0, t1) of 1..max_op), n <= m <= s
+   (operations spent on abstract parameters, and all minimal ones), depth d and widths w0 <= w1 in
+   {2, 3, 4} from a softmax centred by s, the chance p of an extra item, and the edge count e.
+2. Structure (`Draft.init`): layer sizes grown from w0 towards w1 until e edges fit; each lower
+   item gets one random parent, then random extra edges up to e. Names (`draw_names`): a
+   hierarchy, a window of d of its layers, one sub-category per layer, items sampled from it.
+3. Necessary parameters (`choose_param`): abstract parameters (each with the edges and deeper
+   abstract ones below it) while their op cost fits n, then m - n random edges.
+4. Solution order (`reasonable_sort`): picked backwards from a random sink, the question, through
+   a stack of the picks' dependencies; an instance pick may get one extra dependency.
+5. Dependencies and op (`design`): n_op = n_op_min + min(max(n_op_min, s) - n_op_min, extra room);
+   each necessary instance parameter draws 1-4 dependencies among RNG and the earlier parameters.
+6. Distractors (`design_unused`): every other edge becomes a stated parameter over RNG and either
+   other distractors or anything computable so far; nothing necessary depends on them.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import random
+
+from lmphys.worlds.igsm.graph import ABSTRACT, INSTANCE, RNG, categories
+
+_EXP = (1.0, math.e, math.e ** 2)  # softmax weights of scores 0, 1, 2 (times the sort's bias)
+_STRUCTURE_TRIES = 1000  # the released try_num: structures per size draw before drawing new sizes
+_MAX_REFS = 4  # the released max_param: dependencies of one sentence at most
+
+
+def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
+               target: int) -> tuple[int, int, int, int, int, int, int, float] | None:
+    """(s, n, m, d, w0, w1, e, p) as the released gen_param_light draws them, among the draws
+    that can give a world of op `target` (None for one that cannot; see below: the release draws
+    and rejects the others, which are independent of the rest, so leaving them out changes the
+    speed, not the distribution)."""
+    # A budget below the target never matches (see below), so s is drawn from the released law
+    # min(t0, t1) restricted to s >= target: the same draws the release keeps, without the others.
+    s = op if op is not None else target + _weighted_index(rng, _budget_weights(max_op, target))
+    n = max(_below(rng, s), _below(rng, s)) + 1
+    m = n + _below(rng, s - n + 1)
+    weights = _depth_weights(s, max_edge)
+    d, t0, t1 = 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights)
+    w0, w1 = min(t0, t1), max(t0, t1)
+    min_edges = (d - 1) * w0
+    e = min_edges + min(_below(rng, max_edge - min_edges + 1), _below(rng, max_edge - min_edges + 1))
+    e = min(e, (d - 1) * w1 * w1)  # Graph.__init__'s clip
+    if s > target and min(m, e) > target:
+        return None
+    return s, n, m, d, w0, w1, e, rng.random()
+
+
+@functools.lru_cache(maxsize=None)
+def _budget_weights(max_op: int, target: int) -> tuple[int, ...]:
+    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised)."""
+    return tuple(2 * (max_op - k) + 1 for k in range(target, max_op + 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _depth_weights(s: int, max_edge: int) -> tuple[float, float, float]:
+    """Softmax weights of depth (and width) 2, 3, 4: centred at 0.2, 0.5, 0.8 of the way from one
+    op to max_edge ops."""
+    relative = (s - 1) / (max_edge - 1)
+    return tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
+
+
+# Why a draw can be skipped: a world's op is n_op_min + min(max(n_op_min, s) - n_op_min, room) <= s,
+# so a draw with s below the target never matches; above it the op is capped at n_op_min + room,
+# and n_op_min >= min(m, e) (choose_param spends one op on every edge an abstract parameter takes,
+# and the fixed edges make up the rest of m while edges last), so min(m, e) above the target never
+# matches either.
+
+
+def _below(rng: random.Random, count: int) -> int:
+    """Uniform in 0..count-1 (random() scaled: uniform to within 2^-45, and several times faster
+    than randrange; these draws are the generator's hot loop)."""
+    return int(rng.random() * count)
+
+
+def _choice(rng: random.Random, options):
+    return options[int(rng.random() * len(options))]
+
+
+def _sample(rng: random.Random, population, count: int) -> list:
+    """`count` distinct elements in random order (a partial Fisher-Yates shuffle)."""
+    pool = list(population)
+    size = len(pool)
+    for index in range(count):
+        other = index + int(rng.random() * (size - index))
+        pool[index], pool[other] = pool[other], pool[index]
+    return pool[:count]
+
+
+class Draft:
+    """A world being drawn (steps 2-6 of the module docstring). The released names are kept
+    (remain, inter, chosen: edges not yet used, abstract parameters not yet used, parameters in
+    use) so each step can be read beside its original."""
+
+    def __init__(self, rng: random.Random, d: int, w0: int, w1: int, e: int, p: float):
+        self.rng = rng
+        self.d, self.w0, self.w1, self.p = d, w0, w1, p
+        self.e = e
+
+    # -- step 2: structure ---------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Layer sizes, edges and the three records, as `Graph.init` draws them."""
+        rng, d, e = self.rng, self.d, self.e
+        sizes = self.sizes = [self.w0] * d
+        while True:
+            most = least = 0
+            for i in range(d - 1):
+                most += sizes[i] * sizes[i + 1]
+                least += sizes[i + 1]
+            if most < e:
+                self._add_item()
+            elif least == e:
+                break
+            elif rng.random() < self.p:
+                if self._add_item():
+                    break
+            else:
+                break
+        remain: list[tuple[int, int, int]] = []
+        others = []
+        for i in range(d - 1):
+            upper, lower = sizes[i], sizes[i + 1]
+            parents = [int(rng.random() * upper) for _ in range(lower)]
+            remain += [(i, parent, k) for k, parent in enumerate(parents)]
+            others += [(i, j, k) for j in range(upper) for k in range(lower) if parents[k] != j]
+        remain += _sample(rng, others, e - len(remain))
+        self.remain = remain
+        children: dict[tuple[int, int], list[int]] = {}
+        for i, j, k in sorted(remain):
+            children.setdefault((i, j), []).append(k)
+        self.children = children
+        self.edge_list = tuple(remain)
+        self.inter = [(i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(i + 1, d)]
+        self.chosen: list[tuple] = []
+        total = len(remain)
+        for (i, _), kids in children.items():
+            count = len(kids)
+            total += (2 * count - 1) * (d - i - 2) + (count - 1 if count > 1 else count)
+        self.total = total
+
+    def draw_names(self) -> None:
+        """A hierarchy, a window of d of its layers, one sub-category per layer, and items sampled
+        from it (the released `Data`). Independent of everything else, so drawn last."""
+        rng = self.rng
+        hierarchies, pools = categories()
+        self.hierarchy = rng.randrange(len(hierarchies))
+        start = rng.randrange(len(hierarchies[self.hierarchy]) - self.d + 1)
+        self.layers = hierarchies[self.hierarchy][start:start + self.d]
+        self.items = tuple(tuple(rng.sample(rng.choice(pools[layer]), size)) for layer, size in zip(self.layers, self.sizes))
+
+    def _add_item(self) -> bool:
+        """One more item in a random layer below w1; True if every layer is full."""
+        open_layers = [i for i, size in enumerate(self.sizes) if size < self.w1]
+        if not open_layers:
+            return True
+        self.sizes[_choice(self.rng, open_layers)] += 1
+        return False
+
+    def _kids(self, i: int, j: int) -> list[int]:
+        return self.children.get((i, j), [])
+
+    # -- step 3: necessary parameters ----------------------------------------------------------
+
+    def _abstract_cost(self, key: tuple[int, int, int], inter: set, remain: set, taken: tuple[set, set]) -> int:
+        """The op cost of adding abstract parameter `key` with what it needs (the released
+        `try_inter`), without adding it: `taken` collects the abstract keys and the edges it would
+        take from `inter` and `remain` (both are (i, j, k) triples, so they are kept apart)."""
+        taken_abstract, taken_edges = taken
+        i, j, k = key
+        taken_abstract.add(key)
+        count = 0
+        kids = self.children.get((i, j), ())
+        for x in kids:
+            deeper = (i + 1, x, k)
+            if i + 1 != k and deeper in inter and deeper not in taken_abstract:
+                count += self._abstract_cost(deeper, inter, remain, taken)
+            edge = (i, j, x)
+            if edge in remain and edge not in taken_edges:
+                count += 1
+                taken_edges.add(edge)
+        if i + 1 == k:
+            return count + (len(kids) - 1 if len(kids) > 1 else 1)
+        return count + max(2 * len(kids) - 1, 1)
+
+    def _take_abstract(self, key: tuple[int, int, int], inter: set, remain: set) -> None:
+        """Add abstract parameter `key` and what it needs to `chosen`, in the order `try_inter`
+        moves them (the order later steps read `chosen` in)."""
+        i, j, k = key
+        self.inter.remove(key)
+        inter.discard(key)
+        self.chosen.append((ABSTRACT, i, j, k))
+        for x in self.children.get((i, j), ()):
+            deeper = (i + 1, x, k)
+            if i + 1 != k and deeper in inter:
+                self._take_abstract(deeper, inter, remain)
+            edge = (i, j, x)
+            if edge in remain:
+                remain.discard(edge)
+                self.remain.remove(edge)
+                self.chosen.append((INSTANCE, i, j, x))
+
+    def choose_param(self, n: int, m: int) -> None:
+        """The released `choose_param`: sweep the spans k - i = 1..d-1, each sweep adding the
+        widest-span random abstract parameter whose cost still fits n; then the fixed edges.
+        (The release costs each candidate on a copy of its records and keeps the copy of the one
+        it adds; costing without copying and adding the chosen one gives the same records, since
+        the records do not change between a candidate's costing and its adding.)"""
+        rng = self.rng
+        n = min(n, self.total)
+        n_fix = m - n
+        inter, remain = set(self.inter), set(self.remain)
+        previous, previous_count = None, 0
+        lowest, highest = 1, self.d - 1
+        while n > 0:
+            candidates_seen = False
+            for diff in range(1, self.d):
+                options = [key for key in self.inter if key[2] - key[0] == diff]
+                if not options:
+                    if diff == lowest:
+                        lowest += 1
+                    elif diff == highest:
+                        highest -= 1
+                    continue
+                candidates_seen = True
+                key = _choice(rng, options)
+                count = self._abstract_cost(key, inter, remain, (set(), set()))
+                if diff == lowest and count > n:
+                    fixed = min(n + n_fix, len(self.remain))
+                    self._choose_edges(fixed)
+                    self.n_op_min = m - n - n_fix + fixed
+                    return
+                if count <= n:
+                    if diff < highest:
+                        previous, previous_count = key, count
+                    else:
+                        self._take_abstract(key, inter, remain)
+                        n -= count
+                        break
+                else:
+                    if previous is not None:
+                        self._take_abstract(previous, inter, remain)
+                    n -= previous_count
+                    break
+            if not candidates_seen:  # nothing left to add (the released loop would spin here)
+                break
+        fixed = min(n_fix, len(self.remain))
+        self._choose_edges(fixed)
+        self.n_op_min = m - n_fix + fixed
+
+    def _choose_edges(self, count: int) -> None:
+        for i, j, k in _sample(self.rng, self.remain, count):
+            self.chosen.append((INSTANCE, i, j, k))
+            self.remain.remove((i, j, k))
+
+    def setup_template(self) -> None:
+        """The template over the chosen parameters: each abstract one depends on its structure."""
+        self.nodes: list = list(self.chosen)
+        self.preds: dict = {param: [] for param in self.chosen}
+        for kind, i, j, k in self.chosen:
+            if kind == ABSTRACT:
+                kids = self._kids(i, j)
+                for x in kids:
+                    self._add_edge((INSTANCE, i, j, x), (ABSTRACT, i, j, k))
+                if k - i > 1:
+                    for x in kids:
+                        self._add_edge((ABSTRACT, i + 1, x, k), (ABSTRACT, i, j, k))
+
+    def _add_node(self, param) -> None:
+        if param not in self.preds:
+            self.preds[param] = []
+            self.nodes.append(param)
+
+    def _add_edge(self, source, target) -> None:
+        self._add_node(source)
+        self._add_node(target)
+        if source not in self.preds[target]:
+            self.preds[target].append(source)
+
+    # -- step 4: solution order ----------------------------------------------------------------
+
+    def reasonable_sort(self) -> bool:
+        """The released `reasonable_sort`: False when the order gets stuck (a new structure is
+        then drawn). Sets `self.order`, the solution order with the question last."""
+        rng = self.rng
+        p0 = rng.random()
+        bias = abs(rng.gauss(0.0, 1.0))
+        out_degree = dict.fromkeys(self.nodes, 0)
+        for node in self.nodes:
+            for source in self.preds[node]:
+                out_degree[source] += 1
+        sinks = [node for node in self.nodes if out_degree[node] == 0]
+        in_sinks = set(sinks)
+        stack: set = set()  # only membership matters
+        remain = list(self.nodes)
+        picks: list = []
+        while remain:
+            pool = sinks if not picks else [node for node in sinks if node in stack]
+            if not pool:
+                return False
+            picked = _choice(rng, pool)
+            picks.append(picked)
+            remain.remove(picked)
+            sinks.remove(picked)
+            in_sinks.discard(picked)
+            for source in self.preds[picked]:
+                out_degree[source] -= 1
+                if out_degree[source] == 0:
+                    sinks.append(source)
+                    in_sinks.add(source)
+            stack.discard(picked)
+            need_to_pick = in_sinks.isdisjoint(stack)
+            if picked[0] == INSTANCE:
+                if (rng.random() < p0 or need_to_pick) and remain:
+                    pool = sinks if need_to_pick else remain
+                    weights = [_EXP[(node[0] == ABSTRACT) + (node not in stack)] ** bias for node in pool]
+                    extra = pool[_weighted_index(rng, weights)]
+                    self._add_edge(extra, picked)
+                    stack.add(extra)
+            else:
+                stack.update(self.preds[picked])
+        picks.reverse()
+        self.order = picks
+        return True
+
+    def op_budget(self, s: int) -> int:
+        """The released design's op count: n_op_min raised towards s as far as the order allows."""
+        room = [max(min(index + 1, _MAX_REFS) - 2, 0) if param[0] == INSTANCE else 0
+                for index, param in enumerate(self.order)]
+        self.room = room
+        return self.n_op_min + min(max(self.n_op_min, s) - self.n_op_min, sum(room))
+
+    # -- step 5: dependencies ------------------------------------------------------------------
+
+    def design(self, n_op: int) -> None:
+        """Spread the extra operations, then give each necessary instance parameter its
+        dependencies among RNG and the earlier parameters (the released `design`)."""
+        rng = self.rng
+        extra = [0] * len(self.order)
+        addable = [index for index, room in enumerate(self.room) if room > 0]
+        for _ in range(n_op - self.n_op_min):
+            index = _choice(rng, addable)
+            extra[index] += 1
+            if extra[index] == self.room[index]:
+                addable.remove(index)
+        self._add_node(RNG)
+        self.used_edges: set = set()
+        for index, param in enumerate(self.order):
+            if param[0] != INSTANCE:
+                continue
+            self.used_edges.add(param[1:])
+            pool = [RNG] + self.order[:index]
+            wanted = (1 if rng.random() < 0.5 else 2) if extra[index] == 0 else extra[index] + 2
+            wanted = min(wanted, index + 1, _MAX_REFS)
+            if wanted != len(pool):
+                for source in self.preds[param]:
+                    pool.remove(source)
+                    wanted -= 1
+                if rng.random() < 0.5 and wanted > 0:
+                    wanted -= 1
+                    self._add_edge(RNG, param)
+                    pool.remove(RNG)
+                pool = _sample(rng, pool, wanted)
+            for source in pool:
+                self._add_edge(source, param)
+
+    def fill_all(self) -> None:
+        """The released `fill_all`: abstract parameters already computable join `chosen`."""
+        for upper in range(self.d - 1):
+            for j in range(self.sizes[upper]):
+                kids = self._kids(upper, j)
+                if sum((upper, j, x) in self.used_edges for x in kids) == len(kids) and (upper, j, upper + 1) in self.inter:
+                    self.inter.remove((upper, j, upper + 1))
+                    self.chosen.append((ABSTRACT, upper, j, upper + 1))
+        for upper in range(self.d - 1):
+            stuck = False
+            for lower in range(upper + 2, self.d):
+                for j in range(self.sizes[upper]):
+                    if (upper, j, upper + 1) not in self.inter:
+                        for x in self._kids(upper, j):
+                            if (upper + 1, x, lower) in self.inter:
+                                stuck = True
+                                break
+                        if stuck:
+                            break
+                        if (upper, j, lower) in self.inter:
+                            self.inter.remove((upper, j, lower))
+                            self.chosen.append((ABSTRACT, upper, j, lower))
+
+    # -- step 6: distractors -------------------------------------------------------------------
+
+    def design_unused(self) -> None:
+        """Every remaining edge becomes a stated distractor (the released `design_unused`)."""
+        rng = self.rng
+        self.stated = list(self.order)
+        independent: list = []
+        while self.remain:
+            i, j, k = _choice(rng, self.remain)
+            param = (INSTANCE, i, j, k)
+            self._add_node(param)
+            alone = rng.random() < 0.5
+            pool = independent if alone else self.chosen
+            wanted, most = 1, min(len(pool) + 1, _MAX_REFS)
+            while wanted < most and rng.random() > 0.5:
+                wanted += 1
+            if wanted == len(pool) + 1:
+                self._add_edge(RNG, param)
+                sources = list(pool)
+            else:
+                if rng.random() < 0.5:
+                    self._add_edge(RNG, param)
+                    wanted -= 1
+                sources = _sample(rng, pool, wanted)
+            for source in sources:
+                self._add_edge(source, param)
+                self._state_abstract(source)
+            self.remain.remove((i, j, k))
+            self.chosen.append(param)
+            self._fill_chosen(param)
+            if alone:
+                independent.append(param)
+            self.stated.append(param)
+
+    def _state_abstract(self, param) -> None:
+        """The released `add_param`: an abstract dependency joins the template with its structure."""
+        kind, i, j, k = param
+        if kind != ABSTRACT or param in self.stated:
+            return
+        for x in self._kids(i, j):
+            self._add_edge((INSTANCE, i, j, x), param)
+            if k != i + 1:
+                self._add_edge((ABSTRACT, i + 1, x, k), param)
+                if (ABSTRACT, i + 1, x, k) not in self.stated:
+                    self._state_abstract((ABSTRACT, i + 1, x, k))
+        self.stated.append(param)
+
+    def _fill_chosen(self, param) -> None:
+        """The released `fill_chosen`: abstract parameters the new edge makes computable."""
+        _, i, j, _ = param
+        self.used_edges.add(param[1:])
+        kids = self._kids(i, j)
+        if sum((i, j, x) in self.used_edges for x in kids) != len(kids):
+            return
+        self._move_to_chosen((i, j, i + 1))
+        for lower in range(i + 2, self.d):
+            if any((i + 1, x, lower) in self.inter for x in kids):
+                break
+            self._move_to_chosen((i, j, lower))
+        for upper in range(i - 1, -1, -1):
+            stuck = False
+            for lower in range(i + 1, self.d):
+                for item in range(self.sizes[upper]):
+                    if (upper, item, upper + 1) not in self.inter:
+                        for x in self._kids(upper, item):
+                            if (upper + 1, x, lower) in self.inter:
+                                stuck = True
+                                break
+                        if stuck:
+                            break
+                        if (upper, item, lower) in self.inter:
+                            self._move_to_chosen((upper, item, lower))
+
+    def _move_to_chosen(self, key) -> None:
+        if key in self.inter:
+            self.inter.remove(key)
+            self.chosen.append((ABSTRACT,) + key)
+
+
+def draft_with_order(rng: random.Random, d: int, w0: int, w1: int, e: int, p: float, n: int, m: int) -> Draft | None:
+    """A structure whose necessary parameters sort into a solution order (the released
+    `Problem.gen`: up to 1000 structures per size draw), or None."""
+    for _ in range(_STRUCTURE_TRIES):
+        draft = Draft(rng, d, w0, w1, e, p)
+        draft.init()
+        draft.choose_param(n, m)
+        draft.setup_template()
+        if draft.reasonable_sort():
+            return draft
+    return None
+
+
+def _weighted_index(rng: random.Random, weights) -> int:
+    point = rng.random() * sum(weights)
+    for index, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return index
+    return len(weights) - 1
