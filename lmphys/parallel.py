@@ -16,7 +16,12 @@ Data is made on device inside the jitted step from (seed, step) where the world 
 threefry, the random bits of an array do not depend on how it is sharded, so the batch of step s is
 the same on 1 device, 8 devices or 8 hosts, and each device (hence each host) computes only its own
 rows. Batches made on the host (train/host_data.py) enter the step as `[K, B, T]` arrays placed
-with `stacked_rows_sharding`; a host that feeds only its own rows takes them from `host_rows`.
+with `stacked_rows_sharding`; each host makes only the block of models and rows that its devices
+hold (`process_block`).
+
+A job of several processes (`initialize_distributed`: SLURM tasks, TPU hosts, or processes started
+by hand) sees one mesh over every process's devices. Values every process has (initial states, keys)
+are placed with `put`, values that live on other hosts are read with `fetch`.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from lmphys.errors import ConfigError
@@ -105,7 +111,55 @@ def state_shardings(mesh: Mesh, stacked_state: Any) -> Any:
 
 def shard_state(mesh: Mesh, stacked_state: Any) -> Any:
     """A stacked state placed on the mesh with `state_shardings`."""
-    return jax.device_put(stacked_state, state_shardings(mesh, stacked_state))
+    return put(stacked_state, state_shardings(mesh, stacked_state))
+
+
+def put(tree: Any, shardings: Any) -> Any:
+    """`tree` (the same values on every process) placed with `shardings` (one, or a tree of them).
+
+    On one process this is `jax.device_put`. A sharding that spans several processes cannot take a
+    device_put, so each process builds its own shards from its copy of the values; PRNG key arrays
+    travel as their raw key data."""
+    if not isinstance(shardings, jax.sharding.Sharding):
+        return jax.tree.map(put, tree, shardings)
+    if isinstance(tree, jax.sharding.Sharding) or shardings.is_fully_addressable:
+        return jax.device_put(tree, shardings)
+    return jax.tree.map(lambda leaf: _put_across_processes(leaf, shardings), tree)
+
+
+def _put_across_processes(leaf: Any, sharding: jax.sharding.Sharding) -> jax.Array:
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+        data = _put_across_processes(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    values = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+
+
+def fetch(mesh: Mesh, tree: Any) -> Any:
+    """`jax.device_get` of arrays on `mesh` that may live on other processes' devices (metrics of
+    models held by another host): gathered everywhere first, then read from this host's copy."""
+    if all(leaf.is_fully_addressable or leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(tree)):
+        return jax.device_get(tree)
+    return jax.device_get(jax.tree.map(lambda leaf: leaf.addressable_data(0), _replicate(mesh)(tree)))
+
+
+def process_block(sharding: jax.sharding.Sharding, shape: tuple[int, ...],
+                  devices: Sequence[jax.Device] | None = None) -> tuple[slice, ...]:
+    """The block of a global array of `shape` whose shards this process holds (or `devices`
+    hold), one slice per dimension: the models and rows of a host batch that this host must make.
+    Raises ConfigError if those shards are not one block."""
+    held = set(sharding.addressable_devices if devices is None else devices)
+    indices = [index for device, index in sharding.devices_indices_map(shape).items() if device in held]
+    block = []
+    for dim, size in enumerate(shape):
+        spans = [index[dim].indices(size)[:2] for index in indices]
+        block.append(slice(min(start for start, _ in spans), max(stop for _, stop in spans)))
+    covered = {tuple(index[dim].indices(size)[:2] for dim, size in enumerate(shape)) for index in indices}
+    cells = sum(int(np.prod([stop - start for start, stop in spans])) for spans in covered)
+    if cells < int(np.prod([piece.stop - piece.start for piece in block])):
+        raise ConfigError("the mesh gives a host pieces of the batch that are not one block; "
+                          "set parallel.models, data and fsdp so that each host holds whole blocks")
+    return tuple(block)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -139,6 +193,13 @@ def first_local_device(mesh: Mesh) -> jax.Device:
 
 
 _GATHERS: dict[Mesh, Any] = {}
+_REPLICATES: dict[Mesh, Any] = {}
+
+
+def _replicate(mesh: Mesh):
+    if mesh not in _REPLICATES:
+        _REPLICATES[mesh] = jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
+    return _REPLICATES[mesh]
 
 
 def _gather_model(mesh: Mesh):
@@ -153,17 +214,6 @@ def constrain_rows(tree: Any) -> Any:
     """Split the rows (leading axis) of every array in `tree` over the batch axes of the current
     mesh. Inside `jax.vmap(..., spmd_axis_name="models")` the stacked axis goes over `models`."""
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, P(BATCH_ROWS)), tree)
-
-
-def host_rows(batch_size: int, process_index: int | None = None, process_count: int | None = None) -> slice:
-    """The rows of a global batch that this host feeds, for data made on the host: hosts take
-    equal consecutive blocks, in process order, as the devices of the `data` axis are laid out."""
-    index = jax.process_index() if process_index is None else process_index
-    count = jax.process_count() if process_count is None else process_count
-    if batch_size % count:
-        raise ConfigError(f"task.batch_size = {batch_size} is invalid: it must be a multiple of the {count} hosts")
-    per_host = batch_size // count
-    return slice(index * per_host, (index + 1) * per_host)
 
 
 def wants_distributed(parallel: ml_collections.ConfigDict, environ: Mapping[str, str] = os.environ) -> bool:
@@ -189,6 +239,9 @@ def initialize_distributed(parallel: ml_collections.ConfigDict, log=print) -> bo
     names them."""
     if not wants_distributed(parallel):
         return False
+    # On the CPU backend the processes' devices talk over TCP through gloo; without it a
+    # cross-process collective fails. Accelerators use their own collectives and ignore this.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}
     if parallel.coordinator_address:
         kwargs = {

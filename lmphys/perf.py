@@ -42,6 +42,7 @@ class PerfShape:
     vocab_size: int = 64
     num_models: int = 1  # K models stacked in one vmapped step
     baseline_tokens_per_s: float | None = None  # nanoGPT on one H100, all K models together
+    position: str = "rope"  # the target rows are rotary; the peer rows learn absolute positions as the peer does
 
     def scaled(self, divisor: int) -> "PerfShape":
         """The same row with `divisor` times fewer rows per batch (at least 1): CPU smoke runs."""
@@ -57,6 +58,15 @@ REFERENCE_SHAPES = (
     # Stacking: K=8 models at B=8 each must give >= 3x the tokens/s of one model at B=8.
     PerfShape("4/256 B=8", 4, 256, 4, 512, 8),
     PerfShape("4/256 B=8 K=8", 4, 256, 4, 512, 8, num_models=8),
+)
+
+# The rows lmphys is timed on beside the PyTorch peer (scripts/peers/torch_gpt_step.py) on a CPU:
+# the peer's architecture (learned absolute positions, tied embeddings, GELU MLP 4x, AdamW),
+# vocabulary 64. On an accelerator the peer runs the REFERENCE_SHAPES with learned positions.
+PEER_SHAPES_CPU = (
+    PerfShape("cpu 4/128", 4, 128, 4, 64, 32, position="absolute"),
+    PerfShape("cpu 4/256", 4, 256, 4, 256, 8, position="absolute"),
+    PerfShape("cpu 8/256", 8, 256, 8, 128, 16, position="absolute"),
 )
 
 
@@ -97,7 +107,8 @@ class StepReport:
     shape: PerfShape
     levers: Levers
     tokens_per_s: float
-    step_s: float
+    step_s: float  # the best step
+    mean_step_s: float  # the mean over the timed steps (what the peer reports)
     compile_s: float
     memory_bytes: int  # arguments + outputs - donated + temporaries of the compiled step
     flops_per_token: float  # analytic (matmuls x3, causal attention halved)
@@ -112,11 +123,11 @@ class StepReport:
 
 
 def model_config(shape: PerfShape, levers: Levers) -> transformer.ModelConfig:
-    """A rotary GPT of the row's shape, no dropout, tied embeddings, MLP 4x width."""
+    """A GPT of the row's shape (rotary unless the row says), no dropout, tied embeddings, MLP 4x width."""
     return transformer.ModelConfig(
         kind="gpt", num_layers=shape.num_layers, num_heads=shape.num_heads, width=shape.width,
         vocab_size=shape.vocab_size, mlp_ratio=4, max_len=shape.seq_len, dropout=0.0, tie_embeddings=True,
-        position="rope", dtype=levers.dtype, scan_layers=levers.scan_layers,
+        position=shape.position, dtype=levers.dtype, scan_layers=levers.scan_layers,
         attention_impl=levers.attention_impl, remat=levers.remat,
     )
 
@@ -167,7 +178,7 @@ def compiled_memory_bytes(compiled) -> int:
 
 def measure_step(shape: PerfShape, levers: Levers, steps: int = 10, device: jax.Device | None = None) -> StepReport:
     """Compile the row's training step (K stacked models, data made on device), run it `steps`
-    times after one warm-up step and report the best step time."""
+    times after one warm-up step and report the best and the mean step time."""
     device = device or jax.local_devices()[0]
     model_cfg = model_config(shape, levers)
     optim_cfg = _optim_config()
@@ -187,17 +198,18 @@ def measure_step(shape: PerfShape, levers: Levers, steps: int = 10, device: jax.
     compile_s = time.perf_counter() - started
     state, _ = compiled_step(state, *keys)
     jax.block_until_ready(state)
-    best = float("inf")
+    times = []
     for _ in range(steps):
         started = time.perf_counter()
         state, step_metrics = compiled_step(state, *keys)
         jax.block_until_ready(step_metrics["loss"])
-        best = min(best, time.perf_counter() - started)
+        times.append(time.perf_counter() - started)
+    best = min(times)
     compiled = compiled_step.compiled
     return StepReport(
         shape=shape, levers=levers,
         tokens_per_s=shape.num_models * shape.batch_size * shape.seq_len / best,
-        step_s=best, compile_s=compile_s, memory_bytes=compiled_memory_bytes(compiled),
+        step_s=best, mean_step_s=sum(times) / len(times), compile_s=compile_s, memory_bytes=compiled_memory_bytes(compiled),
         flops_per_token=transformer.flops_per_token(model_cfg, shape.seq_len),
         hlo=hlo_facts(compiled.as_text()),
     )

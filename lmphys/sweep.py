@@ -15,7 +15,9 @@ models that train as one vmapped step. The grouping depends on the grid alone, s
 rebuilds the same jobs and each resumes bit-exactly. Jobs run one after another on every local
 device, or `parallel_jobs` at a time on equal slices of the devices (threads; JAX releases the
 GIL while devices compute), or spread over a cluster: job j runs in array task j mod n
-(`job_index`, `num_jobs`, read from SLURM when unset).
+(`job_index`, `num_jobs`, read from SLURM when unset; lmphys/cluster.py submits the array job).
+In a job of several processes (parallel.initialize_distributed) each job spans every process's
+devices, so stacked models can be split over hosts (`parallel.models`).
 
 Restarting skips finished trials (those with a result.json) and resumes interrupted ones from their
 checkpoints; a trial that fails (bad config, exception, diverged loss) is recorded in its
@@ -38,6 +40,7 @@ import time
 import traceback
 from typing import Any, Callable, Iterable, Mapping
 
+import jax
 import ml_collections
 
 from lmphys import parallel, worlds
@@ -253,7 +256,7 @@ def run_sweep(
     sweep = sweep.copy_and_resolve_references()
     sweep.workdir = workdir
     jobs = [job for job in plan(sweep) if job.index % num_jobs == job_index]
-    slices = parallel.DeviceSlices(parallel_jobs).split()
+    slices = _device_slices(parallel_jobs)
     workdir_lib.prepare(workdir)
     status = {trial.trial_id: trial_status(workdir, trial) for job in jobs for trial in job.trials}
     to_run = [job for job in jobs if any(status[trial.trial_id] != "done" for trial in job.trials)]
@@ -289,6 +292,17 @@ def run_sweep(
              for trial_id, value in status.items()}
     log(f"sweep {workdir}: trials: {board.counts()}")
     return final
+
+
+def _device_slices(parallel_jobs: int) -> list[list]:
+    """The device groups jobs run on: slices of this host's devices, or, in a job of several
+    processes (a multi-host sweep), every process's devices for one job at a time."""
+    if jax.process_count() == 1:
+        return parallel.DeviceSlices(parallel_jobs).split()
+    if parallel_jobs != 1:
+        raise ConfigError(f"parallel_jobs = {parallel_jobs} is invalid: a sweep of {jax.process_count()} processes "
+                          "runs its jobs one at a time over all of their devices")
+    return [jax.devices()]
 
 
 def _run_job(job: Job, sweep, analyses, devices, stop, log) -> dict[str, str]:

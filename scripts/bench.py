@@ -4,6 +4,7 @@
     python scripts/bench.py --sections=cfg        # only the grammar sampler and parser
     python scripts/bench.py --sections=perf,data  # the performance targets' shapes; each world's data path
     python scripts/bench.py --sections=perf --perf_levers=best,xla_attention,unrolled,remat,float32
+    python scripts/bench.py --sections=peer       # lmphys beside the PyTorch peer, same shapes, same machine
 
 Rows: the CFG sampler (tokens/s, on device), the exact CFG parser (strings/s), one training step
 of the default model (tokens/s, step time, compile time, MFU where the device peak is known), K
@@ -14,7 +15,10 @@ and in worker processes; the full-solution checker). Asked for by name: `perf`, 
 performance targets (lmphys/perf.py: tokens/s against nanoGPT on an H100, MFU over the matmul peak
 measured on this device, compile time, memory, whether fused attention and donation took effect),
 with one setting changed at a time by --perf_levers; and `data`, each world's step fed by its real
-data path against the same step on a ready batch. Figures go in the README's benchmark table.
+data path against the same step on a ready batch; `peer`, lmphys's step (scanned and unrolled
+layers) and the PyTorch peer (scripts/peers/torch_gpt_step.py, run in a subprocess when torch is
+importable) on the same shapes, one after the other, with their ratio: mean step time against
+mean step time, as the peer reports it. Figures go in docs/benchmarks.md.
 
 Every flag is checked before anything is measured; a bad one ends with `error: <sentence>` and
 exit status 2.
@@ -22,8 +26,12 @@ exit status 2.
 import concurrent.futures
 import dataclasses
 import functools
+import importlib.util
 import multiprocessing
 import os
+import re
+import subprocess
+import sys
 import time
 
 import jax
@@ -46,8 +54,8 @@ _LEVER_VARIANTS = {
 }
 
 _SECTIONS = flags.DEFINE_list("sections", ["cfg", "train", "stack", "generate", "bio", "igsm"],
-                              "Which rows to measure; 'data' (each world's data path) and 'perf' (the target shapes, minutes "
-                              "on a GPU) are asked for by name.")
+                              "Which rows to measure; 'data' (each world's data path), 'perf' (the target shapes, minutes "
+                              "on a GPU) and 'peer' (lmphys beside the PyTorch peer) are asked for by name.")
 _PERF_ROWS = flags.DEFINE_list("perf_rows", [shape.name for shape in perf.REFERENCE_SHAPES], "perf: which shapes.")
 _PERF_LEVERS = flags.DEFINE_list(
     "perf_levers", ["best"],
@@ -68,13 +76,20 @@ _CONFIG = flags.DEFINE_string(
     "Config whose model and batch the train and generate rows use.",
 )
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repetitions per row (after a warm-up).", lower_bound=1)
+_PEER_ROWS = flags.DEFINE_list(
+    "peer_rows", [], "peer: which shapes (default: the CPU rows on a CPU, the performance targets' elsewhere).")
+_PEER_STEPS = flags.DEFINE_integer("peer_steps", 20, "peer: timed steps per row, for lmphys and the peer alike.",
+                                   lower_bound=1)
 
 # Every flag is checked before anything is measured: a typo must not cost a long device session.
-_SECTION_NAMES = ("cfg", "train", "stack", "generate", "bio", "igsm", "data", "perf")
+_SECTION_NAMES = ("cfg", "train", "stack", "generate", "bio", "igsm", "data", "perf", "peer")
 flags.register_validator("sections", lambda names: bool(names) and set(names) <= set(_SECTION_NAMES),
                          message=f"each section must be one of {', '.join(_SECTION_NAMES)}")
 flags.register_validator("perf_rows", lambda names: set(names) <= {shape.name for shape in perf.REFERENCE_SHAPES},
                          message=f"each row must be one of {', '.join(shape.name for shape in perf.REFERENCE_SHAPES)}")
+_PEER_SHAPE_NAMES = [shape.name for shape in perf.PEER_SHAPES_CPU + perf.REFERENCE_SHAPES]
+flags.register_validator("peer_rows", lambda names: set(names) <= set(_PEER_SHAPE_NAMES),
+                         message=f"each row must be one of {', '.join(_PEER_SHAPE_NAMES)}")
 flags.register_validator("perf_levers", lambda names: bool(names) and set(names) <= {"best", *_LEVER_VARIANTS},
                          message=f"each lever must be best or one of {', '.join(_LEVER_VARIANTS)}")
 flags.register_validator("stack_models", lambda counts: bool(counts) and all(count.isdigit() and int(count) >= 1
@@ -284,6 +299,66 @@ def bench_perf(row_names: list[str], lever_names: list[str], batch_divisor: int,
     return rows
 
 
+_PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "torch_gpt_step.py")
+
+
+def _peer_shapes(names: list[str]) -> list[perf.PerfShape]:
+    """The peer rows: by name, else the CPU rows on a CPU and the target shapes elsewhere; every one
+    with the peer's learned absolute positions."""
+    known = {shape.name: shape for shape in perf.PEER_SHAPES_CPU + perf.REFERENCE_SHAPES}
+    if not names:
+        names = [shape.name for shape in (perf.PEER_SHAPES_CPU if jax.default_backend() == "cpu"
+                                          else perf.REFERENCE_SHAPES)]
+    return [dataclasses.replace(known[name], position="absolute") for name in names]
+
+
+def run_peer(shape: perf.PerfShape, steps: int) -> tuple[float | None, str]:
+    """(tokens/s, its line) of the PyTorch peer on `shape`, in a subprocess; (None, why) when torch
+    is not installed or the peer fails."""
+    if importlib.util.find_spec("torch") is None:
+        return None, "torch is not installed here (pip install torch): peer not run"
+    arguments = [shape.num_layers, shape.width, shape.num_heads, shape.seq_len, shape.batch_size, shape.vocab_size,
+                 steps, shape.num_models]
+    result = subprocess.run([sys.executable, _PEER_SCRIPT, *map(str, arguments)], capture_output=True, text=True)
+    line = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    found = re.search(r": ([\d,]+) tokens/s", line)
+    if result.returncode != 0 or not found:
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"peer failed (status {result.returncode}): {reason[:300]}"
+    return float(found.group(1).replace(",", "")), line
+
+
+def bench_peer(shape_names: list[str], steps: int) -> list[tuple[str, str, str]]:
+    """lmphys's step with scanned and with unrolled layers, then the peer, on each shape (one after
+    the other, so that they share the machine's state), and lmphys's better one over the peer:
+    tokens/s from the mean step time of `steps` timed steps on both sides."""
+    device = jax.local_devices()[0]
+    rows = []
+    for shape in _peer_shapes(shape_names):
+        what = (f"{shape.num_layers}/{shape.width}/{shape.num_heads} T={shape.seq_len} B={shape.batch_size} "
+                f"V={shape.vocab_size}{f' K={shape.num_models}' if shape.num_models > 1 else ''}")
+        ours = {}
+        for layers, levers in (("scanned", perf.Levers.best_for(device.platform)),
+                               ("unrolled", dataclasses.replace(perf.Levers.best_for(device.platform), scan_layers=False))):
+            try:
+                report = perf.measure_step(shape, levers, steps=steps, device=device)
+            except Exception as error:  # noqa: BLE001 (one failed row must not cost the rest of a device session)
+                rows.append((f"peer row {what}: lmphys, {layers}", "failed",
+                             f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"))
+                continue
+            ours[layers] = shape.num_models * shape.batch_size * shape.seq_len / report.mean_step_s
+            rows.append((f"peer row {what}: lmphys, {layers} layers", f"{ours[layers]:,.0f} tokens/s",
+                         f"mean step {report.mean_step_s * 1e3:.1f} ms (best {report.step_s * 1e3:.1f}); "
+                         f"{levers.describe()}, absolute positions"))
+        peer_rate, peer_line = run_peer(shape, steps)
+        if peer_rate is None:
+            rows.append((f"peer row {what}: PyTorch peer", "not run", peer_line))
+            continue
+        ratio = f"; lmphys/peer {max(ours.values()) / peer_rate:.2f}x (better of lmphys's two)" if ours else ""
+        rows.append((f"peer row {what}: PyTorch peer", f"{peer_rate:,.0f} tokens/s", peer_line + ratio))
+    return rows
+
+
 _DATA_CONFIGS_CPU = ("cfg/small.py", "bio/small.py", "igsm/small.py")
 _DATA_CONFIGS_ACCELERATOR = ("cfg/paper.py", "bio/paper.py:pretrain,multi5_permute", "igsm/paper.py:med")
 
@@ -351,6 +426,8 @@ def main(argv):
         rows += bench_data(data_configs, max(3, 2 * _REPEATS.value))
     if "perf" in _SECTIONS.value:
         rows += bench_perf(_PERF_ROWS.value, _PERF_LEVERS.value, _PERF_BATCH_DIVISOR.value, max(3, 2 * _REPEATS.value))
+    if "peer" in _SECTIONS.value:
+        rows += bench_peer(_PEER_ROWS.value, _PEER_STEPS.value)
     print(f"\ndevice: {device.device_kind} x{jax.local_device_count()} ({jax.default_backend()}), "
           f"jax {jax.__version__}, {os.cpu_count()} CPU cores\n")
     print("| what | speed | detail |")

@@ -7,7 +7,9 @@
 #    and the CFG sampler and parser on the device;
 # 2. one setting changed at a time (XLA attention, unrolled layers, float32) on two shapes;
 # 3. each world's data path at paper scale (CFG on device, biographies on device, iGSM from
-#    worker processes) against the same step on a ready batch.
+#    worker processes) against the same step on a ready batch;
+# 4. lmphys beside the PyTorch peer (scripts/peers/torch_gpt_step.py: bf16 autocast, torch.compile,
+#    fused AdamW) on the same card, the targets' shapes with learned positions, and their ratio.
 # On a machine without network, a .whl folder of the project's pure-Python dependencies
 # (ml-collections, tensorboardX, ...) in the repository root is installed first.
 set -euo pipefail
@@ -22,3 +24,4 @@ date -u +"%Y-%m-%d %H:%M UTC"
 python3 scripts/bench.py --sections=perf,generate,cfg --repeats=5
 python3 scripts/bench.py --sections=perf --perf_rows=12/768,4/256 --perf_levers=xla_attention,unrolled,float32 --repeats=3
 python3 scripts/bench.py --sections=data --repeats=5
+python3 scripts/bench.py --sections=peer --peer_steps=20

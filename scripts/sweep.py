@@ -5,6 +5,9 @@ and its result.json. Rerunning the same command skips finished trials and resume
 
     --status                 print each trial's state from the files and exit (run it anywhere)
     --parallel_jobs=N        N jobs at once, each on 1/N of this host's devices
+    --submit=slurm           submit the sweep as a SLURM array job, one task per unfinished stacked
+                             job (resources from the config's `slurm` section, lmphys/cluster.py),
+                             print its id and how to watch it, and exit
     --job_index=i --num_jobs=n   run jobs j with j mod n == i (default: from a SLURM job array)
 
 Then: scripts/report.py --sweep=DIR.
@@ -15,17 +18,19 @@ another process, so rerun the same command to go on; 2 a user mistake; 74 a writ
 full, no permission). Every error is one line, `error: <sentence>`.
 """
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from lmphys import cli, parallel, sweep
+from lmphys import cli, cluster, parallel, sweep
 from lmphys.errors import EXIT_FAILED, EXIT_STOPPED, ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=False)
 _STATUS = flags.DEFINE_bool("status", False, "Print the state of every trial and exit.")
 _PARALLEL_JOBS = flags.DEFINE_integer("parallel_jobs", 1, "Jobs to run at once on slices of the local devices.",
                                       lower_bound=1)
+_SUBMIT = flags.DEFINE_enum("submit", None, ["slurm"], "Submit the sweep to a scheduler instead of running it here.")
 _JOB_INDEX = flags.DEFINE_integer("job_index", None, "This array task's index (default: SLURM_ARRAY_TASK_ID).",
                                   lower_bound=0)
 _NUM_JOBS = flags.DEFINE_integer("num_jobs", None, "Array tasks in all (default: SLURM_ARRAY_TASK_COUNT).",
@@ -49,6 +54,20 @@ def _array_task() -> tuple[int, int]:
     return index, count
 
 
+def _submit() -> None:
+    """Submit this command line (less --submit) as the sweep's array job and say how to follow it."""
+    own = ("--submit", "--job_index", "--num_jobs")
+    flags_given = [arg for arg in sys.argv[1:] if not arg.startswith(own)]
+    command = [sys.executable, os.path.abspath(__file__), *flags_given]
+    submission = cluster.submit_array(_CONFIG.value, command)
+    if submission is None:
+        print(f"every trial of {os.path.abspath(_CONFIG.value.workdir)} is done: nothing to submit")
+        return
+    config_flags_given = [arg for arg in flags_given if arg.startswith("--config")]
+    status = " ".join(["python", os.path.relpath(__file__), *config_flags_given, "--status"])
+    print("\n".join(submission.lines(status)))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -57,6 +76,9 @@ def main(argv):
     sweep.check_sweep_config(_CONFIG.value)
     if _STATUS.value:
         print("\n".join(sweep.status_lines(_CONFIG.value)))
+        return 0
+    if _SUBMIT.value:
+        _submit()
         return 0
     parallel.initialize_distributed(_CONFIG.value.base.parallel)
     job_index, num_jobs = _array_task()

@@ -27,8 +27,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     parallel.initialize_distributed(_CONFIG.value.parallel)
     summary = loop.run(_CONFIG.value)
-    for line in summary.lines():
-        print(line)
+    if parallel.is_primary():  # one summary per job
+        for line in summary.lines():
+            print(line)
     if summary.stopped_early:
         print(f"stopped before the end, at step {summary.steps}: rerun the same command to resume "
               f"(exit status {EXIT_STOPPED})")

@@ -62,6 +62,17 @@ def tiny_config(workdir: str, steps: int = 20):
     return config
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A SLURM cluster to submit to: the one SLURM_CONF names, or the local one of .ci/slurm.sh
+    (started if need be). Skips, saying why in one line, where none can be had."""
+    from tests import cluster
+
+    reason = cluster.slurm_ready()
+    if reason:
+        pytest.skip(reason)
+
+
 @pytest.fixture
 def make_tiny_config(tmp_path):
     return lambda steps=20, name="run": tiny_config(str(tmp_path / name), steps)

@@ -139,6 +139,7 @@ def _run_config(workdir: str, **task_changes) -> ml_collections.ConfigDict:
     return config
 
 
+@pytest.mark.slow
 def test_tiny_mixed_training_answers_training_half_questions(tmp_path):
     config = _run_config(str(tmp_path / "mixed"), qa_fraction=0.5)
     config.train.steps = config.train.eval_every = config.train.checkpoint_every = 120
@@ -185,6 +186,7 @@ def _check_generate_shows_answers_beside_the_truth(config, metrics):
         assert table[attribute] == [f"{metrics['qa_train' + suffix]:.3f}", f"{metrics['qa_test' + suffix]:.3f}"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path):
     pretrain = _run_config(str(tmp_path / "pre"), exposures=2)
     pretrain.train.steps = 4  # replaced by what exposures need, and the run says so

@@ -113,6 +113,7 @@ def test_q_inputs_are_bos_and_the_full_name(world):
         assert rows[n, position] == documents.document(n)[end - 1], "the last token of the name as written"
 
 
+@pytest.mark.slow
 def test_update_starts_at_zero_and_keeps_its_rank(world, identity_fits):
     people, documents = world
     _, graphdef, params = tiny_model("gpt")
@@ -178,6 +179,7 @@ def test_p_probe_at_the_right_token_cannot_see_the_value(identity_fits):
     assert own_shifted[1:].mean() > 0.3
 
 
+@pytest.mark.slow
 def test_probe_run_on_an_encoder_is_json_and_summarized(world, monkeypatch):
     people, _ = world
     cfg, graphdef, params = tiny_model("bert")

@@ -109,6 +109,7 @@ def test_a_task_that_cannot_be_pickled_is_refused_before_any_worker_starts():
         host_data.HostBatches(Local(2, 4), [0], start_step=0, workers=2)
 
 
+@pytest.mark.slow
 def test_host_fed_runs_resume_exactly_and_stacked_ones_train_as_they_would_alone(counting_config):
     alone = [loop.run(counting_config(f"alone{seed}", data_seed=seed), log=QUIET) for seed in (5, 6)]
     losses = _train_losses(alone[0].workdir)
@@ -167,6 +168,7 @@ def _run_steps(host_batches: list[Batch] | None):
     return jax.device_get(state)
 
 
+@pytest.mark.slow
 def test_a_step_fed_batches_equals_the_step_that_makes_them():
     made_inside = _run_steps(host_batches=None)
     # the batches that step made, made outside it and brought to the host

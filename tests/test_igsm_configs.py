@@ -202,6 +202,7 @@ def test_results_tables_show_in_distribution_and_ood_accuracy():
     assert "| acc_id | acc_ood | answer_id | answer_ood |" in report.markdown_table(rows, names)
 
 
+@pytest.mark.slow
 def test_a_tiny_small_run_evaluates_and_generate_shows_its_solutions(tmp_path):
     config = load_config_file(os.path.join(IGSM, "small.py"), "1-1,0.5")
     config.workdir = str(tmp_path / "run")

@@ -137,6 +137,7 @@ def problems():
     return [igsm.generate(seed, difficulty="small") for seed in range(48)]
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_see_the_prefix_makes_one_guess_for_every_row(problems):
     """The identity model's hidden state at <probe_end> is that token's embedding on every row, so
     each layer's probe predicts one class for all rows: its accuracy is exactly the held-out share
@@ -193,6 +194,7 @@ def test_a_label_planted_at_probe_end_is_read_and_a_shuffled_one_is_not(problems
             assert min(scores[task]["accuracy"]) > 0.95, task
 
 
+@pytest.mark.slow
 def test_v_probe_run_compares_with_random_init_and_summarizes(monkeypatch):
     task = igsm.IGSMTask(igsm.default_config())
     graphdef, trained = tiny_model(seed=7)

@@ -18,7 +18,7 @@ LAYERS = (
     ("lmphys.probe",),
     ("lmphys.worlds",),
     ("lmphys.train",),
-    ("lmphys.sweep", "lmphys.report", "lmphys.perf"),
+    ("lmphys.sweep", "lmphys.cluster", "lmphys.report", "lmphys.perf"),
 )
 # What a world's modules may import besides their own world and lmphys.worlds.base.
 WORLD_MAY_IMPORT = ("lmphys.errors", "lmphys.config", "lmphys.models", "lmphys.probe")

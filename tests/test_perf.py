@@ -47,6 +47,7 @@ def test_analytic_flops_match_xla_count_of_the_compiled_step(shape):
     assert transformer.flops_per_token(model_cfg, shape.seq_len) < executed / tokens
 
 
+@pytest.mark.slow
 def test_compiled_step_donates_the_state_scans_layers_and_counts_its_memory():
     shape = perf.PerfShape("tiny", 3, 64, 2, 32, 4)
     scanned, state, keys = compiled_step(shape, perf.Levers())

@@ -103,6 +103,7 @@ def test_probe_rejects_labels_out_of_range():
         train_linear_probes(hidden, np.full((4, 3), 2), np.ones((4, 3), bool), 2, jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_trained_model_encodes_the_trees_better_than_random_init():
     """200 steps of a 2-layer GPT on cfg_small already make the bottom level's ancestors and boundaries
     far more decodable than the same architecture's random features do, and attention starts to go

@@ -30,6 +30,7 @@ def _train_losses(workdir):
     return [record["loss"] for record in metrics.read_metrics(workdir) if record["split"] == "train"]
 
 
+@pytest.mark.slow
 def test_three_stacked_models_train_exactly_as_three_separate_runs(tmp_path):
     stacked = loop.run_group(_member_configs(tmp_path, "stacked"), log=QUIET)
     alone = [loop.run(config, log=QUIET) for config in _member_configs(tmp_path, "alone")]
@@ -57,6 +58,7 @@ def test_configs_that_differ_in_shape_cannot_stack(tmp_path):
         loop.run_group([first, tiny_config(str(tmp_path / "a"))], log=QUIET)
 
 
+@pytest.mark.slow
 def test_a_diverging_model_stops_with_its_last_good_checkpoint_and_the_others_finish(tmp_path):
     healthy = tiny_config(str(tmp_path / "healthy"), steps=6)
     exploding = tiny_config(str(tmp_path / "exploding"), steps=6)

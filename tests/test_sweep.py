@@ -123,6 +123,7 @@ def _table(workdir):
     return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows]
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_restarts_and_ends_with_the_table_of_an_uninterrupted_one(tmp_path):
     """The acceptance run at tiny scale: 2 depths x 2 widths x 2 seeds in 4 stacked jobs, killed
     with SIGKILL in the middle of a job, then restarted with the same command."""

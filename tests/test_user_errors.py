@@ -227,6 +227,8 @@ def _cases(f):
         (bench, ["--sections=data", "--data_configs=missing.py"], "missing.py' does not exist"),
         (bench, ["--sections=cfg", "--grammar=bogus"], "unknown grammar 'bogus'"),
         (bench, ["extra"], "unexpected arguments: extra"),
+        (bench, ["--sections=peer", "--peer_rows=bogus"], "each row must be one of"),
+        (bench, ["--sections=peer", "--peer_steps=0"], "--peer_steps=0 is invalid"),
         # igsm_stats.py
         (igsm_stats, ["--count=0"], "--count=0 is invalid"),
         (igsm_stats, ["--per_op=-1"], "--per_op=-1 is invalid"),

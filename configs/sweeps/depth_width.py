@@ -2,6 +2,7 @@
 
     python scripts/sweep.py --config=configs/sweeps/depth_width.py            (CPU, ~10 min)
     python scripts/sweep.py --config=configs/sweeps/depth_width.py --status   (progress from the files)
+    python scripts/sweep.py --config=configs/sweeps/depth_width.py --submit=slurm   (a SLURM array job)
     python scripts/report.py --sweep=runs/depth_width
 
 2 depths x 2 widths x 2 seeds = 8 trials. The two seeds of each size share shapes, so they train
@@ -42,4 +43,16 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     sweep.base = base
     sweep.analyses = ()
     sweep.max_models_per_job = 8
+    # Resources of each array task under `--submit=slurm` (lmphys/cluster.py; 0 or "" leaves a
+    # field to the cluster's defaults): one CPU job per task here.
+    sweep.slurm = ml_collections.ConfigDict({
+        "gpus_per_task": 0,  # --gpus-per-task
+        "cpus_per_task": 2,  # --cpus-per-task
+        "mem": "",  # --mem, e.g. "64G"
+        "time": "01:00:00",  # --time
+        "partition": "",  # --partition
+        "max_running": 0,  # at most this many tasks at once (--array=...%N); 0: no limit
+        "sbatch": [],  # further sbatch options, e.g. ["--account=lab"]
+        "setup": [],  # shell lines run before the sweep, e.g. ["module load cuda"]
+    })
     return sweep

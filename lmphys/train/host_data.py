@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lmphys import parallel
 from lmphys.errors import DataError
 from lmphys.worlds.base import Batch
 
@@ -40,20 +41,25 @@ def data_seed(config: ml_collections.ConfigDict) -> int:
     return config.data_seed if config.data_seed >= 0 else config.seed
 
 
-def checked_rows(task: Any, seed: int, step: int, held_out: bool = False) -> Batch:
-    """`task.host_batch(seed, step, held_out)`, checked to be [batch_size, seq_len] arrays and
-    given the dtypes the step expects."""
-    arrays = [np.asarray(array, dtype) for array, dtype in zip(task.host_batch(seed, step, held_out=held_out), DTYPES)]
-    if len(arrays) != len(DTYPES) or len({array.shape for array in arrays}) != 1 or arrays[0].ndim != 2:
+def checked_rows(task: Any, seed: int, step: int, held_out: bool = False, rows: slice | None = None) -> Batch:
+    """`task.host_batch(seed, step, held_out, rows)` (all rows when `rows` is None), checked to
+    be [rows, seq_len] arrays and given the dtypes the step expects."""
+    made = task.host_batch(seed, step, held_out=held_out) if rows is None else task.host_batch(
+        seed, step, held_out=held_out, rows=rows)
+    arrays = [np.asarray(array, dtype) for array, dtype in zip(made, DTYPES)]
+    expected = len(range(task.batch_size)[rows or slice(None)])
+    if len(arrays) != len(DTYPES) or len({array.shape for array in arrays}) != 1 or arrays[0].ndim != 2 \
+            or arrays[0].shape[0] != expected:
         raise DataError(f"{type(task).__name__}.host_batch({seed}, {step}) gave arrays of shapes "
                         f"{[array.shape for array in arrays]}: it must give inputs, targets and loss_mask, "
-                        "each [batch_size, seq_len]")
+                        f"each [{expected} rows, seq_len]")
     return Batch(*arrays)
 
 
-def stacked_rows(task: Any, seeds: Sequence[int], step: int) -> Batch:
-    """Batch `step` of each data stream in `seeds`, stacked: numpy arrays [K, batch_size, seq_len]."""
-    return Batch(*(np.stack(column) for column in zip(*(checked_rows(task, seed, step) for seed in seeds))))
+def stacked_rows(task: Any, seeds: Sequence[int], step: int, rows: slice | None = None) -> Batch:
+    """Rows `rows` (default: all) of batch `step` of each data stream in `seeds`, stacked: numpy
+    arrays [K, rows, seq_len]."""
+    return Batch(*(np.stack(column) for column in zip(*(checked_rows(task, seed, step, rows=rows) for seed in seeds))))
 
 
 def held_out_batches(task: Any, seeds: Sequence[int]) -> list[Batch]:
@@ -62,12 +68,22 @@ def held_out_batches(task: Any, seeds: Sequence[int]) -> list[Batch]:
 
 
 def on_mesh(batch: Batch, sharding: jax.sharding.Sharding, shape: tuple[int, int, int], step: int) -> Batch:
-    """A stacked host batch placed for the step, once it is checked to have the run's [K, B, T].
-    Each device takes its own block (on several hosts too, with no cross-host check of equality)."""
-    if batch.inputs.shape != shape:
-        raise DataError(f"the host batch of step {step} has shape {batch.inputs.shape}: this run's step takes "
-                        f"{shape} (stacked models, task.batch_size, task.seq_len)")
-    return jax.tree.map(lambda array: jax.make_array_from_callback(array.shape, sharding, lambda index: array[index]), batch)
+    """This host's block of a stacked host batch (`parallel.process_block`; the whole [K, B, T]
+    batch on one host) placed for the step as the global [K, B, T] arrays, once checked to have
+    the block's shape. Each device takes its own piece of the block."""
+    block = parallel.process_block(sharding, shape)
+    expected = tuple(piece.stop - piece.start for piece in block)
+    if batch.inputs.shape != expected:
+        raise DataError(f"the host batch of step {step} has shape {batch.inputs.shape}: this host's part of the "
+                        f"step's {shape} batch (stacked models, task.batch_size, task.seq_len) is {expected}")
+
+    def local_piece(array: np.ndarray, index: tuple[slice, ...]) -> np.ndarray:
+        shifted = tuple(slice(piece.indices(size)[0] - origin.start, piece.indices(size)[1] - origin.start)
+                        for piece, size, origin in zip(index, shape, block))
+        return array[shifted]
+
+    return jax.tree.map(lambda array: jax.make_array_from_callback(
+        shape, sharding, lambda index: local_piece(array, index)), batch)
 
 
 _worker_task: Any = None  # in a worker process: the task it makes batches of
@@ -90,13 +106,14 @@ def _exit_with(parent: Any) -> None:
     os._exit(1)
 
 
-def _worker_rows(seeds: Sequence[int], step: int) -> Batch:
-    return stacked_rows(_worker_task, seeds, step)
+def _worker_rows(seeds: Sequence[int], step: int, rows: slice | None) -> Batch:
+    return stacked_rows(_worker_task, seeds, step, rows)
 
 
 class HostBatches:
     """The training batches of K stacked models, made on the host: `get(step)` returns numpy
-    arrays [K, batch_size, seq_len] whose row k is `task.host_batch(seeds[k], step)`.
+    arrays [K, batch_size, seq_len] whose row k is `task.host_batch(seeds[k], step)`; with `rows`,
+    only those rows of each (a host of a multi-host job makes its own block of the batch).
 
     Steps are requested in increasing order from `start_step`. With `workers = 0` each batch is
     made when asked for; with `workers > 0`, a pool of that many spawned processes keeps the next
@@ -105,7 +122,8 @@ class HostBatches:
     (or leaving a `with` block) ends the workers.
     """
 
-    def __init__(self, task: Any, seeds: list[int], start_step: int, workers: int, prefetch: int = 4):
+    def __init__(self, task: Any, seeds: list[int], start_step: int, workers: int, prefetch: int = 4,
+                 rows: slice | None = None):
         if not isinstance(workers, int) or workers < 0:
             raise DataError(f"{type(task).__name__}.data_workers = {workers!r} is invalid: it must be 0 or more")
         if not isinstance(prefetch, int) or prefetch < 1:
@@ -113,6 +131,7 @@ class HostBatches:
         self.task = task
         self.seeds = list(seeds)
         self.prefetch = prefetch
+        self.rows = rows
         self._pending: dict[int, concurrent.futures.Future] = {}
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         if workers:
@@ -130,7 +149,7 @@ class HostBatches:
         """The stacked batch of `step`; raises HostDataError naming the step if making it failed."""
         try:
             if self._pool is None:
-                return stacked_rows(self.task, self.seeds, step)
+                return stacked_rows(self.task, self.seeds, step, self.rows)
             for passed in [earlier for earlier in self._pending if earlier < step]:
                 self._pending.pop(passed).cancel()
             self._submit_from(step)
@@ -142,7 +161,7 @@ class HostBatches:
         """Have steps step .. step + prefetch computed or in flight."""
         for ahead in range(step, step + self.prefetch + 1):
             if ahead not in self._pending:
-                self._pending[ahead] = self._pool.submit(_worker_rows, self.seeds, ahead)
+                self._pending[ahead] = self._pool.submit(_worker_rows, self.seeds, ahead, self.rows)
 
     def close(self) -> None:
         """Cancel the batches not started yet and end the workers (after the ones they are making)."""

@@ -271,8 +271,8 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
     state = parallel.shard_state(mesh, stack.stack(states))
     del states  # the sharded copy is the one that trains
     per_model = parallel.per_model_sharding(mesh)
-    data_keys = jax.device_put(stack.stack([m.keys["data"] for m in members]), per_model)
-    dropout_keys = jax.device_put(stack.stack([m.keys["dropout"] for m in members]), per_model)
+    data_keys = parallel.put(stack.stack([m.keys["data"] for m in members]), per_model)
+    dropout_keys = parallel.put(stack.stack([m.keys["dropout"] for m in members]), per_model)
 
     total_steps = first.train.steps
     tokens_per_step = num_models * first.task.batch_size * first.task.seq_len
@@ -292,11 +292,14 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
 
     end = total_steps if stop_at_step is None else min(stop_at_step, total_steps)
     host_fed = hasattr(parts.task, "host_batch")  # a world made in Python (host_data.py)
+    batch_shape = (num_models, first.task.batch_size, first.task.seq_len)
     host = None
-    if host_fed and start < end:  # its workers (if any) start now
-        seeds = [host_data.data_seed(member.config) for member in members]
+    if host_fed and start < end:  # its workers (if any) start now, making this host's block alone
+        models, rows = parallel.process_block(parallel.stacked_rows_sharding(mesh), batch_shape)[:2]
+        seeds = [host_data.data_seed(member.config) for member in members[models]]
+        rows = None if rows == slice(0, first.task.batch_size) else rows  # one host: the task's whole batches
         host = cleanup.enter_context(host_data.HostBatches(parts.task, seeds, start, parts.task.data_workers,
-                                                                prefetch=max(4, 2 * parts.task.data_workers)))
+                                                           prefetch=max(4, 2 * parts.task.data_workers), rows=rows))
     task_data = getattr(parts.task, "data", None)
     step_fn = step_lib.make_step_fn(
         parts.graphdef, parts.optimizer, parts.schedule, getattr(parts.task, "batch", None),
@@ -310,7 +313,6 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
     else:
         make_eval_batch = jax.jit(parts.task.batch) if task_data is None else jax.jit(lambda key: parts.task.batch(key, task_data))
         eval_batches = [make_eval_batch(member.keys["eval_batch"]) for member in members]
-    batch_shape = (num_models, first.task.batch_size, first.task.seq_len)
 
     def step_inputs(at_step: int) -> tuple:
         """The host batch of `at_step`, placed on the mesh; nothing when the step makes its own."""
@@ -346,7 +348,7 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
 
     def save(at_step: int) -> None:
         """Checkpoint every model whose parameters are still finite; stop the others."""
-        finite = jax.device_get(finite_models(state["params"]))
+        finite = parallel.fetch(mesh, finite_models(state["params"]))
         for index, member in alive():
             if not finite[index]:
                 stop_member(member, f"its parameters became NaN or infinite by step {at_step}")
@@ -364,7 +366,7 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
         due_eval = current % first.train.eval_every == 0 or current == total_steps
         log_due = progress.seconds_in_window() >= first.train.log_every_seconds or current == end
         if log_due or due_eval or stop.received:
-            values = {k: v for k, v in jax.device_get(step_metrics).items() if k != "loss_tokens"}
+            values = {k: v for k, v in parallel.fetch(mesh, step_metrics).items() if k != "loss_tokens"}
             speed, speed_text = progress.measure(current, end)
             shown = [index for index, _ in alive()]
             for index, member in alive():

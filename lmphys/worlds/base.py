@@ -77,10 +77,12 @@ class HostTask(Task, Protocol):
 
     data_workers: int  # 0: batches are made in the loop's thread; N > 0: by N worker processes
 
-    def host_batch(self, seed: int, step: int, held_out: bool = False) -> Batch:
+    def host_batch(self, seed: int, step: int, held_out: bool = False, rows: slice | None = None) -> Batch:
         """Batch `step` of data stream `seed` as numpy arrays [batch_size, seq_len] (inputs and
         targets int32, loss_mask float32); a pure function of its arguments and the task's config,
         so a resumed run replays exactly and the number of workers never changes the data.
+        `rows` (a slice of the batch's rows) asks for those rows alone, the same as in the whole
+        batch: each host of a multi-host job makes only its own.
         `held_out=True` is the evaluation stream (e.g. test-split problems). With
         `data_workers > 0` the task object is pickled to worker processes, so it must pickle."""
 

@@ -195,17 +195,19 @@ class IGSMTask:
         tokens_per_row = np.mean([(self.host_batch(0, step).inputs != self.pad_id).sum(axis=1).mean() for step in range(4)])
         return max(1, math.ceil(self.train_tokens / (self.batch_size * tokens_per_row)))
 
-    def host_batch(self, seed: int, step: int, held_out: bool = False) -> Batch:
-        """Batch of step `step` for data seed `seed` (numpy [batch_size, seq_len]); `held_out`
-        draws test-split problems from a separate seed range."""
-        tokens = np.full((self.batch_size, self.seq_len + 1), self.pad_id, np.int32)
-        flags = np.zeros((self.batch_size, self.seq_len + 1), np.float32)
+    def host_batch(self, seed: int, step: int, held_out: bool = False, rows: slice | None = None) -> Batch:
+        """Batch of step `step` for data seed `seed` (numpy [batch_size, seq_len]), or only the
+        rows `rows` of it (a host's share; row r is the same either way); `held_out` draws
+        test-split problems from a separate seed range."""
+        indices = range(self.batch_size)[rows or slice(None)]
+        tokens = np.full((len(indices), self.seq_len + 1), self.pad_id, np.int32)
+        flags = np.zeros((len(indices), self.seq_len + 1), np.float32)
         base = ((int(seed) % (1 << 31)) * 2 + int(held_out)) << 48 | int(step) << 16
         make_row = self.packed_row if self.pack else self.row
-        for row in range(self.batch_size):
+        for position, row in enumerate(indices):
             ids, counted = make_row(base | row, "test" if held_out else "train")
-            tokens[row, :len(ids)] = ids
-            flags[row, :len(ids)] = counted
+            tokens[position, :len(ids)] = ids
+            flags[position, :len(ids)] = counted
         return Batch(tokens[:, :-1], tokens[:, 1:], flags[:, 1:])
 
     def batch(self, key: jax.Array, data=None) -> Batch:
