@@ -106,7 +106,8 @@ def test_placements_sit_where_the_letters_say():
     one = tiny(num_layers=1, canon="AC", position="none")
     graphdef, params = nnx.split(build_model(one, jax.random.key(1)))
     pure = nnx.to_pure_dict(params)
-    pure["stack"]["blocks"]["attention"]["out"] = jax.tree.map(jnp.zeros_like, pure["stack"]["blocks"]["attention"]["out"])
+    attention = pure["stack"]["blocks"]["attention"]
+    attention["out"] = jax.tree.map(jnp.zeros_like, attention["out"])
     base = forward(graphdef, pure, tokens())
     for point, moves in (("canon_a", False), ("canon_c", True)):
         changed = jax.tree.map(lambda leaf: leaf, pure)

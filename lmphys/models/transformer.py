@@ -6,11 +6,11 @@ GPT  = token (+ absolute position) embedding -> causal blocks -> N -> LM head (t
 BERT = the same blocks, bidirectional -> N -> MLM head (dense, gelu, LN, decoder; tied optional).
 
 Part 4.1's block options (config.model; docs/part4-architecture.md): `norm` = rmsnorm for the block
-and final norms; `mlp` = swiglu for W2 (silu(G u) * (U u)) with hidden width H = int(2 * mlp_ratio
-* D) // 3 (8D/3 at ratio 4, the released code's choice: 3*D*H ~ the GELU MLP's 2*D*4D weights);
-`qk_norm` and `bias` (attention.py); `canon`, the Canon layers of canon.py at A (after the
-attention norm), B (q|k|v, in attention), C (after the MLP norm) and D (W1's output, before the
-activation).
+and final norms; `mlp` = swiglu for MLP(u) = W2 (silu(G u) * (U u)) with hidden width
+H = int(2 * mlp_ratio * D) // 3 (8D/3 at ratio 4, the released code's choice: 3*D*H ~ the GELU
+MLP's 2*D*4D weights); `qk_norm` and `bias` (attention.py; bias also drops the LayerNorm offsets);
+`canon`, the Canon layers of canon.py at A (after the attention norm), B (q|k|v, in attention),
+C (after the MLP norm) and D (W1's output, before the activation).
 
 The L blocks are one module whose parameters carry a leading layer axis (made with nnx.vmap) and
 run under jax.lax.scan (split once, each layer's slice merged back into a Block), so compile time
