@@ -42,6 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.scan_layers = True  # one scanned block: compile time independent of depth
     config.model.attention_impl = "auto"  # auto: XLA; cudnn: fused kernel on NVIDIA GPUs (bf16)
     config.model.remat = False  # recompute blocks in the backward pass: ~L x less activation memory
+    # Part 4.1's block options (docs/part4-architecture.md); these defaults are the GPT-2-style block.
+    config.model.canon = ""  # Canon layers: letters of ABCD (A/C after the norms, B on q|k|v, D in the MLP)
+    config.model.norm = "layernorm"  # layernorm rmsnorm
+    config.model.mlp = "gelu"  # gelu (mlp_ratio*D hidden) swiglu (gated, 2/3 of that hidden: same size)
+    config.model.qk_norm = False  # RMSNorm over the whole query and key vectors before RoPE
+    config.model.bias = True  # biases in the linear layers and LayerNorms
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 3e-3

@@ -43,6 +43,8 @@ class PerfShape:
     num_models: int = 1  # K models stacked in one vmapped step
     baseline_tokens_per_s: float | None = None  # nanoGPT on one H100, all K models together
     position: str = "rope"  # the target rows are rotary; the peer rows learn absolute positions as the peer does
+    canon: str = ""  # Part 4.1's Canon layers (config.model.canon), to time what they cost
+    mlp: str = "gelu"  # gelu or swiglu (config.model.mlp)
 
     def scaled(self, divisor: int) -> "PerfShape":
         """The same row with `divisor` times fewer rows per batch (at least 1): CPU smoke runs."""
@@ -123,12 +125,13 @@ class StepReport:
 
 
 def model_config(shape: PerfShape, levers: Levers) -> transformer.ModelConfig:
-    """A GPT of the row's shape (rotary unless the row says), no dropout, tied embeddings, MLP 4x width."""
+    """A GPT of the row's shape (rotary, GELU MLP and no Canon layers unless the row says), no
+    dropout, tied embeddings, MLP ratio 4."""
     return transformer.ModelConfig(
         kind="gpt", num_layers=shape.num_layers, num_heads=shape.num_heads, width=shape.width,
         vocab_size=shape.vocab_size, mlp_ratio=4, max_len=shape.seq_len, dropout=0.0, tie_embeddings=True,
-        position=shape.position, dtype=levers.dtype, scan_layers=levers.scan_layers,
-        attention_impl=levers.attention_impl, remat=levers.remat,
+        position=shape.position, canon=shape.canon, mlp=shape.mlp, dtype=levers.dtype,
+        scan_layers=levers.scan_layers, attention_impl=levers.attention_impl, remat=levers.remat,
     )
 
 

@@ -273,6 +273,10 @@ def test_param_count_and_flops():
     assert flops_per_token(cfg, 0) == 6 * matmuls
     assert flops_per_token(cfg, 64) - flops_per_token(cfg, 0) == 6 * L * 64 * D  # causal: halved
     assert isinstance(build_model(cfg, 0), GPT) and isinstance(build_model(tiny(kind="bert"), 0), BERT)
+    # SwiGLU: three D x H matrices (H = 85 here); Canon-ABCD: 2 x 4 FLOPs per channel and token
+    # over D + 3D + D + 2H channels, x3 for training.
+    gated = tiny(num_layers=2, width=32, mlp="swiglu", canon="ABCD")
+    assert flops_per_token(gated, 0) == 6 * (L * (4 * D * D + 3 * D * 85) + D * V) + 3 * L * 8 * (5 * D + 2 * 85)
 
 
 def test_from_config_reads_the_default_model_section():

@@ -32,6 +32,7 @@ def compiled_step(shape: perf.PerfShape, levers: perf.Levers):
 @pytest.mark.parametrize("shape", [
     perf.PerfShape("matmul-heavy", 2, 256, 4, 64, 8),
     perf.PerfShape("head-heavy", 2, 128, 2, 128, 4, vocab_size=512),
+    perf.PerfShape("canon swiglu", 2, 256, 4, 64, 8, canon="ABCD", mlp="swiglu"),
 ])
 def test_analytic_flops_match_xla_count_of_the_compiled_step(shape):
     # XLA counts a loop body once, so the layers are unrolled here; it also computes the masked

@@ -23,13 +23,17 @@ model and all pairs in a bidirectional (BERT) model. Schemes:
             is centred, |i - j| < 2^h, which again spans 2^(h+1) - 1 tokens.
 - none      as absolute without any position signal (only the causal mask breaks symmetry).
 
-The output is out_i = W_o concat_h(sum_j a_ij v_j). absolute/rope/none go through
+The output is out_i = W_o concat_h(sum_j a_ij v_j). Part 4.1's options: `qk_norm` puts an RMSNorm over
+the whole query and the whole key vector (all heads together, as the released Llama code does)
+before RoPE; `canon` runs a Canon-B layer (canon.py) over the concatenated q|k|v channels after the
+QK-norm and before RoPE (over v alone for pos/uniform, which have no q or k); `bias=False` drops the
+projections' biases. absolute/rope/none go through
 `jax.nn.dot_product_attention` (its `implementation` is chosen by `attention_impl`); relative,
 pos and uniform use plain XLA einsums with scores and softmax in float32. Asked for the weights
 a_ij (probing, Part 1), every scheme takes the plain XLA path and returns them as well.
 
-Every scheme also has a one-token `decode` that reads and writes a key/value cache, so the
-same parameters serve training (full sequences) and incremental generation.
+Every scheme also has a one-token `decode` that reads and writes a key/value cache (and Canon-B's
+input history), so the same parameters serve training (full sequences) and incremental generation.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from lmphys.models.canon import Canon
 
 POSITION_SCHEMES = ("absolute", "rope", "relative", "pos", "uniform", "none")
 # Schemes with learned queries and keys; the other two mix values by position only.
@@ -131,6 +137,9 @@ class Attention(nnx.Module):
         num_layers: int,
         dtype: jnp.dtype,
         attention_impl: str = "auto",
+        qk_norm: bool = False,
+        canon: bool = False,
+        bias: bool = True,
         rngs: nnx.Rngs,
     ):
         if position not in POSITION_SCHEMES:
@@ -146,13 +155,19 @@ class Attention(nnx.Module):
         self.relative_max_distance = relative_max_distance
         self.dtype = dtype
         self.implementation = None if attention_impl == "auto" else attention_impl
-        dense = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        dense = dict(dtype=dtype, param_dtype=jnp.float32, use_bias=bias, rngs=rngs)
         kernel_init = nnx.initializers.normal(INIT_STDDEV)
         if position in QUERY_KEY_SCHEMES:
             self.qkv = nnx.Linear(width, 3 * width, kernel_init=kernel_init, **dense)
         else:
             self.value = nnx.Linear(width, width, kernel_init=kernel_init, **dense)
         self.out = nnx.Linear(width, width, kernel_init=residual_init(num_layers), **dense)
+        self.qk_norm = qk_norm and position in QUERY_KEY_SCHEMES
+        if self.qk_norm:
+            norm = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+            self.query_norm, self.key_norm = nnx.RMSNorm(width, **norm), nnx.RMSNorm(width, **norm)
+        # Created last so that a model without it draws the same initial parameters as before.
+        self.canon_b = Canon(3 * width if position in QUERY_KEY_SCHEMES else width, rngs=rngs) if canon else None
         if position == "relative":
             shape = (num_heads, 2 * relative_max_distance + 1, self.head_dim)
             self.relative_embedding = nnx.Param(kernel_init(rngs.params(), shape))
@@ -163,12 +178,23 @@ class Attention(nnx.Module):
     def has_keys(self) -> bool:
         return self.position in QUERY_KEY_SCHEMES
 
-    def _project(self, x_BTD: jax.Array, positions_T: jax.Array):
-        """Queries, keys (None for pos/uniform) and values [B, T, H, Dh] at the given positions."""
-        B, T, _ = x_BTD.shape
+    def _channels(self, x_BTD: jax.Array) -> jax.Array:
+        """The projections before heads and positions: q|k|v [B, T, 3D] (QK-normed if asked), or
+        v [B, T, D] for pos/uniform; Canon-B's input."""
         if not self.has_keys:
-            return None, None, self.value(x_BTD).reshape(B, T, self.num_heads, self.head_dim)
-        qkv = self.qkv(x_BTD).reshape(B, T, 3, self.num_heads, self.head_dim)
+            return self.value(x_BTD)
+        qkv_BTC = self.qkv(x_BTD)
+        if self.qk_norm:
+            q, k, v = jnp.split(qkv_BTC, 3, axis=-1)
+            qkv_BTC = jnp.concatenate([self.query_norm(q), self.key_norm(k), v], axis=-1)
+        return qkv_BTC
+
+    def _heads(self, channels_BTC: jax.Array, positions_T: jax.Array):
+        """Queries, keys (None for pos/uniform) and values [B, T, H, Dh] at the given positions."""
+        B, T, _ = channels_BTC.shape
+        if not self.has_keys:
+            return None, None, channels_BTC.reshape(B, T, self.num_heads, self.head_dim)
+        qkv = channels_BTC.reshape(B, T, 3, self.num_heads, self.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.position == "rope":
             q = apply_rope(q, positions_T, self.rot_dims, self.rope_base)
@@ -222,10 +248,17 @@ class Attention(nnx.Module):
         """Attend over the whole sequence; returns (output [B,T,D], {'k','v'} [B,T,H,Dh]), and with
         return_weights also the attention probabilities [B,H,T,T] float32 (plain XLA path)."""
         positions_T = jnp.arange(x_BTD.shape[1])
-        q, k, v = self._project(x_BTD, positions_T)
+        channels_BTC = self._channels(x_BTD)
+        canon_input = channels_BTC
+        if self.canon_b is not None:
+            channels_BTC = self.canon_b(channels_BTC)
+        q, k, v = self._heads(channels_BTC, positions_T)
         mixed, weights = self._mix(q, k, v, positions_T, positions_T, full_sequence=True, return_weights=return_weights)
         out = self._output(mixed)
-        return (out, self._cache_entries(k, v), weights) if return_weights else (out, self._cache_entries(k, v))
+        cache = self._cache_entries(k, v)
+        if self.canon_b is not None:
+            cache["canon_B"] = canon_input
+        return (out, cache, weights) if return_weights else (out, cache)
 
     def _cache_entries(self, k, v) -> dict[str, jax.Array]:
         return {"k": k, "v": v} if self.has_keys else {"v": v}
@@ -233,16 +266,21 @@ class Attention(nnx.Module):
     def decode(
         self, x_B1D: jax.Array, position: jax.Array, cache: dict[str, jax.Array]
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """One token at `position` (scalar): write its k/v into the cache [B,S,H,Dh], attend to it.
+        """One token at `position` (scalar): write its k/v (and Canon-B input) into the cache
+        [B,S,...], attend to it; cache entries this layer does not own pass through unchanged.
 
         Cache entries after `position` may hold anything: the causal mask never reads them.
         """
         position_1 = jnp.reshape(position, (1,)).astype(jnp.int32)
-        q, k, v = self._project(x_B1D, position_1)
-        new_cache = {
-            name: jax.lax.dynamic_update_slice_in_dim(cache[name], new.astype(cache[name].dtype), position, axis=1)
-            for name, new in self._cache_entries(k, v).items()
-        }
+        channels_B1C = self._channels(x_B1D)
+        new_cache = dict(cache)
+        if self.canon_b is not None:
+            channels_B1C, new_cache["canon_B"] = self.canon_b.decode(channels_B1C, position, cache["canon_B"])
+        q, k, v = self._heads(channels_B1C, position_1)
+        for name, new in self._cache_entries(k, v).items():
+            new_cache[name] = jax.lax.dynamic_update_slice_in_dim(
+                cache[name], new.astype(cache[name].dtype), position, axis=1
+            )
         key_positions = jnp.arange(new_cache["v"].shape[1])
         mixed, _ = self._mix(q, new_cache.get("k"), new_cache["v"], position_1, key_positions, full_sequence=False)
         return self._output(mixed), new_cache

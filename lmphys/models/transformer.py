@@ -1,8 +1,16 @@
-"""GPT and BERT (Flax NNX) built from one pre-norm transformer block (Parts 1, 2 and 3).
+"""GPT and BERT (Flax NNX) built from one pre-norm transformer block (Parts 1, 2, 3 and 4.1).
 
-block(x) = x + drop(Attn(LN(x)));  x + drop(W2 gelu(W1 LN(x))), W1: D -> mlp_ratio*D.
-GPT  = token (+ absolute position) embedding -> causal blocks -> LN -> LM head (tied optional).
-BERT = the same blocks, bidirectional -> LN -> MLM head (dense, gelu, LN, decoder; tied optional).
+block(x) = x + drop(Attn(N(x)));  x + drop(MLP(N(x))). By default N = LayerNorm and
+MLP(u) = W2 gelu(W1 u), W1: D -> mlp_ratio*D, with biases: today's (GPT-2 style) block.
+GPT  = token (+ absolute position) embedding -> causal blocks -> N -> LM head (tied optional).
+BERT = the same blocks, bidirectional -> N -> MLM head (dense, gelu, LN, decoder; tied optional).
+
+Part 4.1's block options (config.model; docs/part4-architecture.md): `norm` = rmsnorm for the block
+and final norms; `mlp` = swiglu for MLP(u) = W2 (silu(G u) * (U u)) with hidden width
+H = int(2 * mlp_ratio * D) // 3 (8D/3 at ratio 4, the released code's choice: 3*D*H ~ the GELU
+MLP's 2*D*4D weights); `qk_norm` and `bias` (attention.py; bias also drops the LayerNorm offsets);
+`canon`, the Canon layers of canon.py at A (after the attention norm), B (q|k|v, in attention),
+C (after the MLP norm) and D (W1's output, before the activation).
 
 The L blocks are one module whose parameters carry a leading layer axis (made with nnx.vmap) and
 run under jax.lax.scan (split once, each layer's slice merged back into a Block), so compile time
@@ -34,13 +42,16 @@ from lmphys.models.attention import (
     PositionEmbedding,
     residual_init,
 )
+from lmphys.models.canon import KERNEL_SIZE, Canon
 
 MODEL_KINDS = ("gpt", "bert")
 DTYPES = ("auto", "float32", "bfloat16")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
 
 __all__ = [
-    "ATTENTION_IMPLS", "BERT", "DTYPES", "GPT", "MODEL_KINDS", "POSITION_SCHEMES", "Block", "BlockStack",
-    "ModelConfig", "apply", "build_model", "flops_per_token", "num_params",
+    "ATTENTION_IMPLS", "BERT", "DTYPES", "GPT", "MLPS", "MODEL_KINDS", "NORMS", "POSITION_SCHEMES", "Block",
+    "BlockStack", "ModelConfig", "apply", "build_model", "canon_channels", "flops_per_token", "num_params",
 ]
 
 
@@ -65,6 +76,12 @@ class ModelConfig:
     scan_layers: bool = True
     attention_impl: str = "auto"  # see attention.ATTENTION_IMPLS; optional in config.model
     remat: bool = False  # recompute each block in the backward pass (memory for time); optional
+    # Part 4.1's block options, each optional in config.model with today's block as the default.
+    canon: str = ""  # Canon layer points, letters from "ABCD" (canon.py)
+    norm: str = "layernorm"  # or "rmsnorm"
+    mlp: str = "gelu"  # or "swiglu"
+    qk_norm: bool = False
+    bias: bool = True  # biases in the linear layers and LayerNorms
 
     @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> "ModelConfig":
@@ -82,7 +99,16 @@ class ModelConfig:
 
     @property
     def mlp_width(self) -> int:
+        """The MLP's hidden width: mlp_ratio*D for GELU, two thirds of it for SwiGLU (which has
+        three D x H matrices instead of two, so the MLP keeps about the same parameter count)."""
+        if self.mlp == "swiglu":
+            return int(2 * self.width * self.mlp_ratio) // 3
         return int(self.width * self.mlp_ratio)
+
+    @property
+    def mlp_in_width(self) -> int:
+        """Outputs of the MLP's input projection (and Canon-D's channels): gate|up for SwiGLU."""
+        return 2 * self.mlp_width if self.mlp == "swiglu" else self.mlp_width
 
     @property
     def causal(self) -> bool:
@@ -108,12 +134,20 @@ def _split_or_none(key: jax.Array | None, num: int):
     return (None,) * num if key is None else tuple(jax.random.split(key, num))
 
 
+def make_norm(cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.Module:
+    """The block and final norm of `cfg.norm`: LayerNorm (with an offset unless bias=False) or RMSNorm."""
+    if cfg.norm == "rmsnorm":
+        return nnx.RMSNorm(cfg.width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return nnx.LayerNorm(cfg.width, use_bias=cfg.bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
 class Block(nnx.Module):
-    """One pre-norm transformer block: attention and a GELU MLP, each with residual dropout."""
+    """One pre-norm transformer block: attention and an MLP, each with residual dropout, and the
+    Canon layers A, C, D its config asks for (B lives in attention)."""
 
     def __init__(self, cfg: ModelConfig, *, dtype: jnp.dtype, rngs: nnx.Rngs):
-        norm = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-        self.attention_norm = nnx.LayerNorm(cfg.width, **norm)
+        dense = dict(dtype=dtype, param_dtype=jnp.float32, use_bias=cfg.bias, rngs=rngs)
+        self.attention_norm = make_norm(cfg, dtype=dtype, rngs=rngs)
         self.attention = Attention(
             cfg.width,
             cfg.num_heads,
@@ -126,33 +160,63 @@ class Block(nnx.Module):
             num_layers=cfg.num_layers,
             dtype=dtype,
             attention_impl=cfg.attention_impl,
+            qk_norm=cfg.qk_norm,
+            canon="B" in cfg.canon,
+            bias=cfg.bias,
             rngs=rngs,
         )
-        self.mlp_norm = nnx.LayerNorm(cfg.width, **norm)
-        self.mlp_in = nnx.Linear(cfg.width, cfg.mlp_width, kernel_init=nnx.initializers.normal(INIT_STDDEV), **norm)
-        self.mlp_out = nnx.Linear(cfg.mlp_width, cfg.width, kernel_init=residual_init(cfg.num_layers), **norm)
+        self.mlp_norm = make_norm(cfg, dtype=dtype, rngs=rngs)
+        self.mlp_in = nnx.Linear(cfg.width, cfg.mlp_in_width, kernel_init=nnx.initializers.normal(INIT_STDDEV), **dense)
+        self.mlp_out = nnx.Linear(cfg.mlp_width, cfg.width, kernel_init=residual_init(cfg.num_layers), **dense)
+        self.gated = cfg.mlp == "swiglu"
         self.dropout_rate = cfg.dropout
+        # Canon layers come last so that a model without them draws the same parameters as before.
+        self.canon_a = Canon(cfg.width, rngs=rngs) if "A" in cfg.canon else None
+        self.canon_c = Canon(cfg.width, rngs=rngs) if "C" in cfg.canon else None
+        self.canon_d = Canon(cfg.mlp_in_width, rngs=rngs) if "D" in cfg.canon else None
 
-    def _mlp(self, x: jax.Array) -> jax.Array:
-        return self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x))))
+    def _canon(self, point: str, x: jax.Array, position: jax.Array | None, cache: dict) -> jax.Array:
+        """Canon layer `point` on x if the block has one (identity otherwise). Without a position
+        the whole sequence goes through and its input is recorded in `cache` (the prefill); with
+        one, x is the token at that position and the history in `cache` is read and updated."""
+        canon = getattr(self, f"canon_{point.lower()}")
+        if canon is None:
+            return x
+        name = f"canon_{point}"
+        if position is None:
+            cache[name] = x
+            return canon(x)
+        out, cache[name] = canon.decode(x, position, cache[name])
+        return out
+
+    def _mlp(self, x: jax.Array, position: jax.Array | None, cache: dict) -> jax.Array:
+        hidden = self._canon("D", self.mlp_in(self._canon("C", self.mlp_norm(x), position, cache)), position, cache)
+        if self.gated:
+            gate, up = jnp.split(hidden, 2, axis=-1)
+            return self.mlp_out(jax.nn.silu(gate) * up)
+        return self.mlp_out(jax.nn.gelu(hidden))
 
     def __call__(self, x_BTD: jax.Array, dropout_key: jax.Array | None = None, *, return_attention: bool = False):
-        """Returns (new residual stream, this layer's keys/values for a KV cache, attention
-        probabilities [B,H,T,T] if return_attention else None)."""
+        """Returns (new residual stream, this layer's cache entries for decoding: keys/values and
+        each Canon layer's inputs, attention probabilities [B,H,T,T] if return_attention else None)."""
         attention_key, mlp_key = _split_or_none(dropout_key, 2)
-        normed_BTD = self.attention_norm(x_BTD)
+        block_cache: dict[str, jax.Array] = {}
+        normed_BTD = self._canon("A", self.attention_norm(x_BTD), None, block_cache)
         if return_attention:
             attended, kv, weights = self.attention(normed_BTD, return_weights=True)
         else:
             (attended, kv), weights = self.attention(normed_BTD), None
         x_BTD = x_BTD + dropout(attended, self.dropout_rate, attention_key)
-        x_BTD = x_BTD + dropout(self._mlp(x_BTD), self.dropout_rate, mlp_key)
-        return x_BTD, kv, weights
+        x_BTD = x_BTD + dropout(self._mlp(x_BTD, None, block_cache), self.dropout_rate, mlp_key)
+        return x_BTD, {**kv, **block_cache}, weights
 
     def decode(self, x_B1D: jax.Array, position: jax.Array, cache: dict[str, jax.Array]):
-        attended, cache = self.attention.decode(self.attention_norm(x_B1D), position, cache)
+        cache = dict(cache)
+        normed_B1D = self._canon("A", self.attention_norm(x_B1D), position, cache)
+        attended, cache = self.attention.decode(normed_B1D, position, cache)
         x_B1D = x_B1D + attended
-        return x_B1D + self._mlp(x_B1D), cache
+        cache = dict(cache)
+        return x_B1D + self._mlp(x_B1D, position, cache), cache
 
 
 class BlockStack(nnx.Module):
@@ -235,7 +299,7 @@ class _Transformer(nnx.Module):
         if cfg.position == "absolute":
             self.position_embed = PositionEmbedding(cfg.max_len, cfg.width, dtype=self.dtype, rngs=rngs)
         self.stack = BlockStack(cfg, dtype=self.dtype, rngs=rngs)
-        self.final_norm = nnx.LayerNorm(cfg.width, dtype=self.dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.final_norm = make_norm(cfg, dtype=self.dtype, rngs=rngs)
 
     def _embed(self, tokens_BT: jax.Array, positions_T: jax.Array) -> jax.Array:
         x_BTD = self.token_embed(tokens_BT)
@@ -316,7 +380,8 @@ class GPT(_Transformer):
 
     def prefill(self, tokens_BT: jax.Array) -> dict[str, jax.Array]:
         """The KV cache of a full pass over tokens: {'k','v'} [L, B, T, H, Dh] ('v' only for
-        pos/uniform). Entry t depends on tokens <= t only."""
+        pos/uniform) and each Canon layer's inputs {'canon_A', ...} [L, B, T, C]. Entry t depends
+        on tokens <= t only."""
         _, _, cache, _ = self._run(tokens_BT, None, collect_hidden=False, collect_kv=True)
         return cache
 
@@ -389,21 +454,33 @@ def num_params(params: Any) -> int:
     return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
 
 
+def canon_channels(cfg: ModelConfig) -> int:
+    """Channels one block's Canon layers convolve: A and C the width, B q|k|v (v alone for
+    pos/uniform), D the MLP's input projection outputs."""
+    attention_channels = 3 * cfg.width if cfg.position in QUERY_KEY_SCHEMES else cfg.width
+    sizes = {"A": cfg.width, "B": attention_channels, "C": cfg.width, "D": cfg.mlp_in_width}
+    return sum(sizes[point] for point in cfg.canon)
+
+
 def flops_per_token(cfg: ModelConfig, seq_len: int, halve_causal: bool = True) -> float:
     """Analytic training FLOPs per token (forward + backward = 3x forward), for MFU.
 
-    6 x (matmul parameters: attention projections, MLP, head; embedding lookups excluded)
+    6 x (matmul parameters: attention projections, MLP (two D x mlp_width matrices for GELU,
+    three for SwiGLU), head; embedding lookups excluded)
     + attention: per layer the score matmul q.k (2*T*D forward) and the value mix (2*T*D),
     x3 for training, halved for causal models; pos/uniform have no q.k, relative adds q.r
-    (2*(2K+1)*D).
+    (2*(2K+1)*D)
+    + Canon layers: a multiply and an add per channel and tap (2*4 per channel forward, the
+    residual add included), x3 for training. Other elementwise work (norms, activations) is not counted.
     """
     D, L, T = cfg.width, cfg.num_layers, seq_len
     projections = 4 * D * D if cfg.position in QUERY_KEY_SCHEMES else 2 * D * D
-    per_layer = projections + 2 * D * cfg.mlp_width
+    per_layer = projections + D * cfg.mlp_in_width + cfg.mlp_width * D
     head = D * cfg.vocab_size + (D * D if cfg.kind == "bert" else 0)
     attention_forward = (4 if cfg.position in QUERY_KEY_SCHEMES else 2) * T * D
     if cfg.causal and halve_causal:  # False: what a kernel computing the masked half does
         attention_forward /= 2
     if cfg.position == "relative":
         attention_forward += 2 * (2 * cfg.relative_max_distance + 1) * D
-    return 6.0 * (L * per_layer + head) + 3.0 * L * attention_forward
+    canon_forward = 2 * KERNEL_SIZE * canon_channels(cfg)
+    return 6.0 * (L * per_layer + head) + 3.0 * L * (attention_forward + canon_forward)

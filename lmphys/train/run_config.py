@@ -15,6 +15,7 @@ from lmphys import config as config_lib, parallel, worlds
 from lmphys.config import fraction, one_of, positive, require, value_at
 from lmphys.models import transformer
 from lmphys.models.attention import QUERY_KEY_SCHEMES
+from lmphys.models.canon import valid_canon
 from lmphys.train.optim import SCHEDULES
 
 OBJECTIVES = {"gpt": "lm", "bert": "mlm"}  # model.kind -> the task.objective it trains with
@@ -65,6 +66,27 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
                 f"it must rotate an even number (>= 2) of the {head_dim} head dims", config.model.rope_fraction)
     positive(config, "model.rope_base")
     positive(config, "model.relative_max_distance")
+    _validate_block_options(config)
+
+
+def _validate_block_options(config: ml_collections.ConfigDict) -> None:
+    """Part 4.1's block options; configs saved before they existed lack them (today's block)."""
+    model = config.model
+    if "canon" in model:
+        require(valid_canon(model.canon), "model.canon",
+                "it must be letters from A, B, C, D, each at most once (\"\" for none)", model.canon)
+        require(not model.canon or model.kind == "gpt", "model.canon",
+                "Canon layers are causal convolutions, for model.kind = 'gpt' only", model.canon)
+    if "norm" in model:
+        one_of(config, "model.norm", transformer.NORMS)
+    if "mlp" in model:
+        one_of(config, "model.mlp", transformer.MLPS)
+    for field in ("qk_norm", "bias"):
+        if field in model:
+            require(isinstance(model[field], bool), f"model.{field}", "it must be True or False", model[field])
+    if model.get("qk_norm", False):
+        require(model.position in QUERY_KEY_SCHEMES, "model.qk_norm",
+                f"model.position = {model.position!r} has no queries or keys to normalise", model.qk_norm)
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
