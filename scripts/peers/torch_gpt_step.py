@@ -9,7 +9,7 @@ and eager on the CPU unless COMPILE=1. Random tokens, like lmphys's perf rows.
 MODELS > 1 trains that many independent models one after another inside each timed step (what a
 PyTorch user does without vmap). Prints one line: 'torch L/D/H T B V K: N tokens/s ...'.
 
-Its code is the project's ../shared/bench/torch_gpt_step.py unchanged (the agreed peer), kept here so
+Its code is the project's shared bench peer (bench/torch_gpt_step.py) unchanged, kept here so
 that scripts/bench.py (section peer) never reads outside the repository. Not part of lmphys: it needs
 torch, which lmphys never depends on (`pip install torch` to run the peer rows).
 """
