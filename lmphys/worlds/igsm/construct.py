@@ -380,19 +380,7 @@ class Draft:
                     self.inter.remove((upper, j, upper + 1))
                     self.chosen.append((ABSTRACT, upper, j, upper + 1))
         for upper in range(self.d - 1):
-            stuck = False
-            for lower in range(upper + 2, self.d):
-                for j in range(self.sizes[upper]):
-                    if (upper, j, upper + 1) not in self.inter:
-                        for x in self._kids(upper, j):
-                            if (upper + 1, x, lower) in self.inter:
-                                stuck = True
-                                break
-                        if stuck:
-                            break
-                        if (upper, j, lower) in self.inter:
-                            self.inter.remove((upper, j, lower))
-                            self.chosen.append((ABSTRACT, upper, j, lower))
+            self._fill_upper(upper, range(upper + 2, self.d))
 
     # -- step 6: distractors -------------------------------------------------------------------
 
@@ -454,18 +442,20 @@ class Draft:
                 break
             self._move_to_chosen((i, j, lower))
         for upper in range(i - 1, -1, -1):
-            stuck = False
-            for lower in range(i + 1, self.d):
-                for item in range(self.sizes[upper]):
-                    if (upper, item, upper + 1) not in self.inter:
-                        for x in self._kids(upper, item):
-                            if (upper + 1, x, lower) in self.inter:
-                                stuck = True
-                                break
-                        if stuck:
-                            break
-                        if (upper, item, lower) in self.inter:
-                            self._move_to_chosen((upper, item, lower))
+            self._fill_upper(upper, range(i + 1, self.d))
+
+    def _fill_upper(self, upper: int, lowers: range) -> None:
+        """The scan fill_all and fill_chosen share: for each lower layer in turn, every item of
+        `upper` whose own count is known moves its count of `lower` to `chosen`, until the first
+        such item with a child whose count of `lower` is still unknown; that ends the scan of this
+        upper layer (the released loops' `stuck` flag, which no later layer resets)."""
+        for lower in lowers:
+            for item in range(self.sizes[upper]):
+                if (upper, item, upper + 1) in self.inter:
+                    continue
+                if any((upper + 1, x, lower) in self.inter for x in self._kids(upper, item)):
+                    return
+                self._move_to_chosen((upper, item, lower))
 
     def _move_to_chosen(self, key) -> None:
         if key in self.inter:
