@@ -14,6 +14,8 @@ import logging as python_logging
 import os
 import re
 import sys
+import threading
+import traceback
 from typing import Callable, NoReturn
 
 from absl import app, flags, logging
@@ -51,13 +53,27 @@ def parse_flags(argv: list[str], config_flag: str | None = None, default_config:
 
 def fail(sentence: str, status: int = EXIT_USER_ERROR) -> NoReturn:
     """Print `error: <sentence>` and exit with `status`."""
-    print(f"error: {sentence}", file=sys.stderr, flush=True)
     if status == EXIT_STORAGE:
-        # After a refused write, storage threads (orbax's) may be blocked on the disk; the
-        # interpreter would wait for them at exit, which is the hang this avoids.
-        sys.stdout.flush()
-        os._exit(status)
+        _exit_past_storage_threads(f"error: {sentence}\n", status)
+    print(f"error: {sentence}", file=sys.stderr, flush=True)
     sys.exit(status)
+
+
+def _exit_past_storage_threads(line: str, status: int) -> NoReturn:
+    """Write `line` as the last thing on stderr and leave at once. After a refused write, storage
+    threads (orbax's, tensorstore's) may be blocked on the disk, and the interpreter would wait for
+    them at exit: that hang is why this exits with os._exit. Those threads may also still be
+    printing a traceback into sys.stderr's buffer, and a flush of that buffer would splice our
+    sentence into it; so the hooks that print them are silenced, sys.stderr is set aside unflushed
+    (whatever a thread left half-written in it is dropped) and the sentence goes to the file
+    descriptor directly."""
+    sys.excepthook = lambda *exc_info: None
+    threading.excepthook = lambda hook_args: None
+    sys.unraisablehook = lambda unraisable: None
+    sys.stdout.flush()
+    sys.stderr = open(os.devnull, "w")
+    os.write(2, line.encode("utf-8", "backslashreplace"))
+    os._exit(status)
 
 
 def _run_main(main, argv: list[str]) -> int | None:
@@ -132,3 +148,18 @@ def quiet_library_logs() -> None:
     logging.get_absl_logger().addFilter(_LibraryRecords())
     # Reads abandoned by a failed restore are reported by asyncio when they are collected.
     python_logging.getLogger("asyncio").setLevel(python_logging.CRITICAL)
+    sys.unraisablehook = _without_closed_loop_callbacks(sys.unraisablehook)
+
+
+def _without_closed_loop_callbacks(hook):
+    """`hook` (sys.unraisablehook) that drops one harmless report: after a failed save,
+    tensorstore's threads keep finishing the writes orbax gave up on and hand each result to
+    orbax's event loop, which is closed by then ('Event loop is closed' from call_soon_threadsafe);
+    each would print a traceback, hundreds of them before the run's one sentence."""
+    def unraisablehook(unraisable):
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed" \
+                and any(frame.f_code.co_name == "call_soon_threadsafe"
+                        for frame, _ in traceback.walk_tb(unraisable.exc_traceback)):
+            return
+        hook(unraisable)
+    return unraisablehook
