@@ -20,6 +20,7 @@ no trained run (74 if the result cannot be written).
 """
 import json
 import os
+import time
 
 from absl import app, flags
 
@@ -35,10 +36,20 @@ flags.register_validator("analyses", lambda names: bool(names) and set(names) <=
                          message=f"it must name one or both of {', '.join(_KNOWLEDGE_ANALYSES)}")
 
 
+def _timed(what: str, analysis, *args, **kwargs):
+    """analysis(*args, **kwargs) between two progress lines (each takes a minute or more on a CPU)."""
+    print(f"{what} ...", flush=True)
+    started = time.perf_counter()
+    result = analysis(*args, **kwargs)
+    print(f"{what}: done in {time.perf_counter() - started:.0f} s\n", flush=True)
+    return result
+
+
 def _structure(run) -> dict:
     from lmphys.worlds.cfg import structure
 
-    result = structure.analyze_run(run.task, run.graphdef, run.params, num_strings=_STRINGS.value)
+    result = _timed("structure probes (trained and random init)", structure.analyze_run, run.task, run.graphdef,
+                    run.params, num_strings=_STRINGS.value)
     print("| measure | trained | random init |\n|---|---|---|")
     summary = result["summary"]
     for name, value in summary.items():
@@ -52,15 +63,17 @@ def _knowledge(run) -> dict:
 
     result = {}
     if "probes" in _ANALYSES.value:
-        result["probes"] = probes.analyze_run(run.task, run.graphdef, run.params)
+        result["probes"] = _timed("P- and Q-probes (trained and random init)", probes.analyze_run, run.task,
+                                  run.graphdef, run.params)
         print("| probe | trained | random init |\n|---|---|---|")
         summary = result["probes"]["summary"]
         for name, value in summary.items():
             if not name.endswith("_random_init"):
                 print(f"| {name} | {value:.3f} | {summary.get(name + '_random_init', float('nan')):.3f} |")
     if "capacity" in _ANALYSES.value and run.config.model.kind == "gpt":
-        result["capacity"] = bits = capacity.analyze_run(run.task, run.graphdef, run.params)
-        print(f"\n{bits['params']:,} parameters, {bits['params_without_embedding']:,} without the embedding ones; "
+        result["capacity"] = bits = _timed("capacity (fp32, int8, int4 weights)", capacity.analyze_run, run.task,
+                                           run.graphdef, run.params)
+        print(f"{bits['params']:,} parameters, {bits['params_without_embedding']:,} without the embedding ones; "
               f"a perfect model would hold {bits['ceiling']:,.0f} bits (the reachable ceiling: names at loss ln N)\n")
         print("| weights | bits of knowledge | of the ceiling | bits per parameter | without embeddings |\n|---|---|---|---|---|")
         for label in ("fp32", "int8", "int4"):
@@ -72,7 +85,8 @@ def _knowledge(run) -> dict:
 def _reasoning(run) -> dict:
     from lmphys.worlds.igsm import vprobe
 
-    result = vprobe.analyze_run(run.task, run.graphdef, run.params, num_problems=_PROBLEMS.value)
+    result = _timed("V-probes (trained and random init)", vprobe.analyze_run, run.task, run.graphdef, run.params,
+                    num_problems=_PROBLEMS.value)
     trained, random_init = result["trained"], result["random_init"]
     print(f"{trained['num_problems']} problems ({trained['num_skipped']} too long for model.max_len)\n")
     print("| task | majority | trained, per layer | random init, last layer |\n|---|---|---|---|")

@@ -81,6 +81,24 @@ def test_p_inputs_read_the_token_just_before_each_value(world):
             assert tokens_NT[n, position] == document[start - 1], "the token before the value, not the value"
 
 
+def test_decoder_rows_end_at_the_last_probe_token_and_give_the_features_of_whole_rows(world):
+    _, documents = world
+    inputs = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+                                   mask_id=TOKENIZER.mask_id, causal=True)
+    cut_NT = inputs.tokens[0]
+    whole_NT = probes._padded_rows([np.asarray(documents.document(int(n))) for n in inputs.person_N],
+                                   TOKENIZER.bos_id, TOKENIZER.pad_id)
+    assert cut_NT.shape[1] == inputs.positions_PN.max() + 1 < whole_NT.shape[1]
+    cut_NT, whole_NT = cut_NT[:64], whole_NT[:64]
+    _, graphdef, params = tiny_model("gpt")
+    update = probe.init_embedding_update(jax.random.key(1), params["token_embed"]["embedding"], 2)
+    update["a"] = jax.random.normal(jax.random.key(2), update["a"].shape)  # a moved update, as in training
+    for positions_N in inputs.positions_PN:
+        features = [probes.probe_features(graphdef, params, update, jnp.asarray(rows), jnp.asarray(positions_N[:64]))
+                    for rows in (cut_NT, whole_NT)]
+        np.testing.assert_allclose(*features, rtol=1e-5, atol=1e-6)
+
+
 def test_encoder_inputs_mask_everything_after_the_probe(world):
     _, documents = world
     decoder = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,

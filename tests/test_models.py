@@ -19,6 +19,7 @@ from lmphys.models.transformer import (
     build_model,
     flops_per_token,
     num_params,
+    unrolled_graph,
 )
 
 VOCAB = 13
@@ -89,6 +90,9 @@ def test_scan_and_unrolled_layers_agree(position):
         out_scan = forward(graphdef_scan, params, tokens(), dropout_key=key, return_hidden=True)
         out_loop = forward(graphdef_loop, params, tokens(), dropout_key=key, return_hidden=True)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), out_scan, out_loop)
+    # the unrolled graph of a scanned model, made without initialising anything, is the unrolled model's
+    made = unrolled_graph(graphdef_scan, params)
+    assert made == graphdef_loop and unrolled_graph(graphdef_loop, params) is graphdef_loop
 
 
 def test_remat_gives_the_same_loss_and_gradients():

@@ -434,6 +434,17 @@ def init_model(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, dict]:
     return graphdef, nnx.to_pure_dict(state)
 
 
+def unrolled_graph(graphdef: nnx.GraphDef, params: Any) -> nnx.GraphDef:
+    """The graph of the same model with its layers run in a Python loop (scan_layers=False): the
+    same parameters and outputs; it compiles to a larger program that runs faster on CPU (15% for
+    the 2-layer model of a knowledge run's probes). Made abstractly: nothing is initialised."""
+    cfg = nnx.merge(graphdef, params).cfg
+    if not cfg.scan_layers:
+        return graphdef
+    unrolled_cfg = dataclasses.replace(cfg, scan_layers=False)
+    return nnx.split(nnx.eval_shape(lambda: build_model(unrolled_cfg, 0)))[0]
+
+
 def apply(
     graphdef: nnx.GraphDef,
     params: nnx.State,

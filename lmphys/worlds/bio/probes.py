@@ -128,8 +128,11 @@ def _padded_rows(sequences: list[np.ndarray], bos_id: int, pad_id: int) -> np.nd
 
 
 def _per_position_inputs(rows_NT: np.ndarray, positions_PN: np.ndarray, *, causal: bool, mask_id: int) -> tuple:
-    """A decoder's rows as they are for every position; an encoder's rows masked after each probe."""
+    """A decoder's rows for every position, cut after the last probe token (a causal model's
+    hidden state at t reads tokens <= t only, so the features are the same; one cut for all
+    positions keeps them one program); an encoder's rows masked after each probe."""
     if causal:
+        rows_NT = rows_NT[:, :int(positions_PN.max()) + 1]
         return tuple(rows_NT for _ in positions_PN)
     columns_T = np.arange(rows_NT.shape[1])
     return tuple(np.where(columns_T[None] > positions_N[:, None], mask_id, rows_NT).astype(np.int32)
@@ -322,8 +325,16 @@ def _is_causal(graphdef: nnx.GraphDef, params: dict) -> bool:
     return nnx.merge(graphdef, params).cfg.causal
 
 
+# Models this shallow are probed with their layers unrolled (transformer.unrolled_graph): the probe
+# runs hundreds of steps through one compiled program, where the unrolled one is faster; deeper
+# models keep the scanned graph, whose compile time does not grow with depth.
+_UNROLL_UP_TO_LAYERS = 4
+
+
 def _probe(graphdef, params, people, inputs: ProbeInputs, names: list[str], *, train_fraction, rank, steps,
            learning_rate, batch_size, key) -> dict[str, float]:
+    if nnx.merge(graphdef, params).cfg.num_layers <= _UNROLL_UP_TO_LAYERS:
+        graphdef = transformer.unrolled_graph(graphdef, params)
     split_key, fit_key = jax.random.split(key)
     all_labels, num_classes = attribute_labels(people)
     labels = {attribute: all_labels[attribute][inputs.person_N] for attribute in ATTRIBUTES}
