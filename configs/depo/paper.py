@@ -5,7 +5,7 @@ sizes N, on one of the paper's architectures.
     python scripts/train.py --config=configs/depo/paper.py:depo2,100,rope4+canon   (N = 100)
     python scripts/train.py --config=configs/depo/paper.py:depo1,225,nope+canon,12L768D
 
-The argument is "<depo1|depo2>[,<N>][,<architecture>][,<L>L<D>D]": N one of the paper's sizes
+The argument is "<depo1|depo2>[,<N>][,<architecture>][,<layers>L<width>D]": N one of the paper's sizes
 (Depo1 375/300/225, Depo2 125/100/75; default the largest), an architecture of
 lmphys/models/part4.py (default rope), a shape with 64-dim heads (default 8L512D). Settings (paper
 A.1): context 2048, batch 128, loss on <ans> and the answers only, AdamW (0.9, 0.98, eps 1e-6),
@@ -30,7 +30,7 @@ SETTINGS = {
     "depo1": (8, 50, (1, 2), {375: 112_500, 300: 100_000, 225: 87_500}),
     "depo2": (16, 3, (5, 7), {125: 150_000, 100: 125_000, 75: 100_000}),
 }
-USAGE = "<depo1|depo2>[,<N>][,<architecture>][,<L>L<D>D], e.g. depo1,300,rope+canon"
+USAGE = "<depo1|depo2>[,<N>][,<architecture>][,<layers>L<width>D], e.g. depo1,300,rope+canon"
 
 
 def get_config(arg: str = "depo1") -> ml_collections.ConfigDict:

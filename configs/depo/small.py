@@ -5,7 +5,7 @@ k-hop retrieval (K = 4) over a small shuffled cycle; docs/part4-architecture.md 
     python scripts/train.py --config=configs/depo/small.py:depo2,nope+canon      (Depo2 words, NoPE + Canon-ABCD)
     python scripts/train.py --config=configs/depo/small.py:depo1,24,rope4+canon  (N = 24)
 
-The argument is "<depo1|depo2>[,<N>][,<architecture>][,<L>L<D>D]" (heads of 32 dims) with an architecture of
+The argument is "<depo1|depo2>[,<N>][,<architecture>][,<layers>L<width>D]" (heads of 32 dims) with an architecture of
 lmphys/models/part4.py (rope, rope+canon, rope4+canon, nope, nope+canon). Depo1: words of 1-2
 tokens over V = 50, N = 16; Depo2: 5-7 tokens over V = 3 (as released), N = 8; K = 4 for both
 (the paper's choice for weak models). Training: batch 32 windows of 128 / 256 tokens, 2000 steps,
@@ -23,7 +23,7 @@ from lmphys.worlds import depo
 
 # variant: (N, K, V, word lengths, context)
 SETTINGS = {"depo1": (16, 4, 50, (1, 2), 128), "depo2": (8, 4, 3, (5, 7), 256)}
-USAGE = "<depo1|depo2>[,<N>][,<architecture>][,<L>L<D>D], e.g. depo2,nope+canon"
+USAGE = "<depo1|depo2>[,<N>][,<architecture>][,<layers>L<width>D], e.g. depo2,nope+canon"
 
 
 def get_config(arg: str = "depo1") -> ml_collections.ConfigDict:

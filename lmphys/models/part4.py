@@ -7,7 +7,7 @@ or without Canon layers and its position schemes (its Figures 7/14 compare these
     nope          no position encoding at all
     nope+canon    NoPE with Canon-ABCD
 
-A shape "<L>L<D>D" (e.g. 8L512D, 12L768D) sets layers and width with 64-dim heads, as in the paper.
+A shape "<layers>L<width>D" (e.g. 8L512D, 12L768D) sets layers and width with 64-dim heads, as in the paper.
 Part 4.1's world configs (configs/depo, brevo, mano) take these names in their argument.
 """
 from __future__ import annotations
@@ -34,10 +34,10 @@ def apply_architecture(model: ml_collections.ConfigDict, name: str) -> None:
 
 
 def apply_shape(model: ml_collections.ConfigDict, shape: str, head_dim: int = 64) -> None:
-    """Set layers, width and heads from "<L>L<D>D" (heads of `head_dim` dims)."""
+    """Set layers, width and heads from "<layers>L<width>D" (heads of `head_dim` dims)."""
     match = SHAPE.fullmatch(shape)
     if not match or int(match.group(2)) % head_dim:
-        raise ConfigError(f"model shape {shape!r} is invalid: it must be <L>L<D>D with D a multiple of {head_dim}, "
+        raise ConfigError(f"model shape {shape!r} is invalid: it must be <layers>L<width>D with D a multiple of {head_dim}, "
                           "e.g. 8L512D")
     model.num_layers, model.width = int(match.group(1)), int(match.group(2))
     model.num_heads = model.width // head_dim
@@ -45,7 +45,7 @@ def apply_shape(model: ml_collections.ConfigDict, shape: str, head_dim: int = 64
 
 def split_argument(arg: str, variants: tuple[str, ...], usage: str) -> tuple[str, int | None, str, str | None]:
     """(variant, size or None, architecture, shape or None) of a config argument
-    "<variant>[,<size>][,<architecture>][,<L>L<D>D]" (parts after the variant in any order)."""
+    "<variant>[,<size>][,<architecture>][,<layers>L<width>D]" (parts after the variant in any order)."""
     variant, *rest = arg.split(",")
     size, architecture, shape = None, "rope", None
     if variant not in variants:
