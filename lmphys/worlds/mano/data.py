@@ -7,8 +7,9 @@ Released definition (facebookresearch/PhysicsLM4, data-synthetic-pretrain/Mano/m
   (L = 10, 13 or 16 in the paper), exactly L for testing;
 - an expression with l operators: a leaf (l = 0) is a value uniform in 0..22; otherwise an operator
   uniform over `ops` (released: + - *; "/" is the modular inverse, an option), a left size l1
-  uniform in 0..l-1, the left and right subexpressions (l1 and l-1-l1 operators), and then, with
-  knowledge augmentation, which of the operator's two ids it is written with;
+  uniform in 0..l-1, the left and right subexpressions (l1 and l-1-l1 operators), and then which
+  of the operator's two ids it is written with (without knowledge augmentation the release still
+  draws, from a one-element list, which moves the generator state: kept);
 - before each expression l+1 values are drawn and never used (kept: they move the generator state);
   an expression whose value is undefined (a division by 0) is drawn again;
 - the text: <bos> <len_l> expression <ans_l> value, 2l + 5 tokens; with knowledge augmentation
@@ -70,7 +71,9 @@ def _expression(rng: random.Random, ops: tuple[str, ...], size: int, augment: bo
     left_size = rng.randint(0, size - 1)
     left, left_value = _expression(rng, ops, left_size, augment)
     right, right_value = _expression(rng, ops, size - 1 - left_size, augment)
-    alternate = rng.choice((True, False)) if augment else False  # the release lists the alternate id first
+    # The release lists the alternate id first, and without augmentation still picks from a
+    # one-element list: random.choice then consumes random bits all the same.
+    alternate = rng.choice((True, False) if augment else (False,))
     return [("op", op, alternate)] + left + right, apply(op, left_value, right_value)
 
 
