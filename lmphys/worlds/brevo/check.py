@@ -28,6 +28,8 @@ def check_names(instance: Instance, names: list[tuple[int, ...]], whole: bool = 
     listed = []
     for name in names:
         if name not in by_name:
+            if any(token < 0 for token in name):  # text.Tokenizer.names_in keeps a non-name token as -id
+                return Verdict(False, False, "a special token stands where a vertex name should be")
             return Verdict(False, False, f"{'.'.join(map(str, name))} names no vertex of the graph")
         listed.append(by_name[name])
     wanted = set(instance.answer)
