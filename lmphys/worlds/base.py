@@ -13,6 +13,10 @@ The loop only sees `Batch` and a task's `evaluate`; what tokens mean stays insid
 from (seed, step), so step s of a run always sees the same data, across restarts and devices.
 Worlds whose data can only be made in Python offer `host_batch(seed, step)` instead, which the
 loop runs on the host, in worker processes if the task asks for them (train/host_data.py).
+
+Helpers shared by the worlds: `causal_lm_batch` and `masked_lm_batch` (training rows from token
+rows), and `pack_left_aligned` (Part 4.1's context windows filled with whole instances from
+position 0).
 """
 from __future__ import annotations
 
