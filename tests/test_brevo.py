@@ -123,6 +123,17 @@ def test_training_sizes_follow_the_law():
     assert all(instance.ancestors >= 1 for instance in instances)  # the query always has a parent
 
 
+def test_test_instances_at_the_paper_size_match_the_release_statistics():
+    # The spec's measurements of the released generator at N = 110: a test instance is ~525 tokens
+    # (mean; ~240 edges), and the answer (ancestors and query) holds 39.6 vertices on average.
+    spec = brevo.Spec(110)
+    tok = brevo.Tokenizer(spec)
+    rng = random.Random(0)
+    instances = [brevo.draw(rng, spec, test=True) for _ in range(150)]
+    assert np.mean([len(tok.encode(instance).tokens) for instance in instances]) == pytest.approx(525, abs=10)
+    assert np.mean([len(instance.answer) for instance in instances]) == pytest.approx(39.6, abs=4.5)  # SE ~1.5
+
+
 def _instance():
     return brevo.draw(random.Random(4), brevo.Spec(12), test=True)
 

@@ -97,6 +97,16 @@ def test_words_are_distinct_with_an_end_of_word_token_and_the_release_length_law
     assert collections.Counter(map(len, depo2)).keys() <= {5, 6, 7} and all(4 <= word[-1] <= 6 for word in depo2)
 
 
+def test_test_instances_at_the_paper_sizes_have_the_release_lengths():
+    # The spec's measurements of the released generator: a test instance (n = N) is ~1460 tokens
+    # for Depo1 at N = 375 and ~1650-1710 for Depo2 at N = 125; both fit the paper's 2048 context.
+    for spec, low, high in ((depo.Spec(375, 8, 10, 50, 1, 2), 1440, 1480), (depo.Spec(125, 16, 10), 1620, 1730)):
+        tok = depo.Tokenizer(spec.max_hops, spec.vocab)
+        lengths = [len(tok.encode(depo.draw(random.Random(seed), spec, test=True)).tokens) for seed in range(3)]
+        assert all(low <= length <= high for length in lengths), lengths
+        assert depo.data.longest_test_instance(spec) <= 2049
+
+
 def _read_back(tok, tokens):
     """(successor map, [(k, query word, answer word)]) parsed from an instance's tokens alone."""
     words, word, queries, successor = [], [], [], {}

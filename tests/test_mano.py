@@ -115,7 +115,7 @@ def test_operations_by_hand():
 
 def _task(**fields):
     task = mano.default_config()
-    task.update(dict(max_ops=4, batch_size=4, seq_len=64, eval_windows=2, **fields))
+    task.update({"max_ops": 4, "batch_size": 4, "seq_len": 64, "eval_windows": 2, **fields})
     return mano.ManoTask(task)
 
 
@@ -146,6 +146,15 @@ def test_evaluation_scores_an_oracle_one_and_a_wrong_value_zero_per_length():
     assert metrics == {"acc_len1": 1.0, "acc_len2": 1.0, "acc_len3": 1.0, "acc_len4": 1.0, "acc": 1.0}
     assert set(task.evaluate(_oracle(task, wrong=True), None).values()) == {0.0}
     assert _task(eval_lengths="2,4").lengths == (2, 4)
+
+
+@pytest.mark.parametrize("max_ops,per_window", [(16, 47.5), (10, 64.0)])
+def test_a_paper_window_holds_the_spec_count_of_expressions(max_ops, per_window):
+    # A training expression has 2l + 5 tokens with l uniform in 1..L: 1024 / (L + 6) per window
+    # (the spec: ~48 at L = 16, ~64 at L = 10).
+    task = _task(max_ops=max_ops, seq_len=1024)
+    counts = [len(task.window(seed).placed) for seed in range(20)]
+    assert np.mean(counts) == pytest.approx(per_window, rel=0.06)
 
 
 def test_windows_are_full_left_aligned_and_trained_on_every_token():
