@@ -19,16 +19,35 @@ each half's evaluation people (task.eval_people of each; the run's own qa_* metr
 
     python scripts/generate.py --workdir=runs/bio_small_finetune_single --count=3
 
+Part 4.1's worlds (--world=depo1, depo2, brevo1, brevo2 or mano) print instances of the paper's
+largest size (Depo1 N = 375, Depo2 N = 125, Brevo1 N = 110, Brevo2 N = 50, Mano L = 16; --size
+sets another N or L), of the training law or, with --split=test, of the test law (n = N, l = L),
+each with its answers checked; with --workdir of such a run, the model's answers to --count test
+instances of the run's own world beside the truth:
+
+    python scripts/generate.py --world=depo1 --size=12 --count=1
+    python scripts/generate.py --world=brevo1 --size=10 --split=test
+    python scripts/generate.py --world=mano --size=4 --count=3
+    python scripts/generate.py --workdir=runs/brevo_small_brevo1_N16_rope --count=5
+
 Exit status 0, or 2 with `error: <sentence>` for a bad flag (e.g. --retry_rate outside [0, 1)) or a
-workdir that holds no trained iGSM or bioS decoder run.
+workdir that holds no trained iGSM, bioS, Depo, Brevo or Mano decoder run.
 """
+import os
+import random
+
 import jax
 from absl import app, flags
 
 from lmphys import cli
+from lmphys.config import load_config_file
 from lmphys.errors import DataError
 from lmphys.train import runs
-from lmphys.worlds import bio, igsm
+from lmphys.worlds import bio, brevo, depo, igsm, mano
+
+PART4_WORLDS = {"depo1": ("depo", "depo1"), "depo2": ("depo", "depo2"), "brevo1": ("brevo", "brevo1"),
+                "brevo2": ("brevo", "brevo2"), "mano": ("mano", "mano")}
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the first problem; the others follow.", lower_bound=0)
 _COUNT = flags.DEFINE_integer("count", 2, "How many problems (of a knowledge run: people of each half).", lower_bound=1)
@@ -44,6 +63,9 @@ _RETRY_RATE = flags.DEFINE_float("retry_rate", 0.0, "Part 2.2: chance of a mista
 # At rate 1 every step would be preceded by mistakes forever.
 flags.register_validator("retry_rate", lambda rate: 0 <= rate < 1, message="it must lie in [0, 1)")
 _RETRY_KIND = flags.DEFINE_enum("retry_kind", "retry", list(igsm.RETRY_KINDS), "Which wrong parameters.")
+_WORLD = flags.DEFINE_enum("world", "igsm", ["igsm", *PART4_WORLDS], "Which world's problems to print.")
+_SIZE = flags.DEFINE_integer("size", None, "Part 4.1 worlds: N (Depo, Brevo) or L (Mano); default the paper's largest.",
+                             lower_bound=1)
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its model's solutions instead; a "
                                  "knowledge run: its answers beside the truth (--count people of each half).")
 
@@ -53,6 +75,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _WORKDIR.value:
         _print_trained_run(_WORKDIR.value)
+    elif _WORLD.value in PART4_WORLDS:
+        _print_part4_instances()
     else:
         _print_problems()
 
@@ -78,9 +102,11 @@ def _print_trained_run(workdir: str) -> None:
     elif config.task.name == "bio":
         _check_answers_can_be_shown(workdir, config)
         _print_knowledge_answers(workdir, runs.load_trained(workdir))
+    elif config.task.name in ("depo", "brevo", "mano"):
+        _print_part4_answers(workdir, runs.load_trained(workdir))
     else:
-        raise DataError(f"{workdir} trained on the {config.task.name} task, not igsm or bio: generate.py shows "
-                        "iGSM runs' solutions and knowledge runs' answers")
+        raise DataError(f"{workdir} trained on the {config.task.name} task, not igsm, bio, depo, brevo or mano: "
+                        "generate.py shows iGSM runs' solutions and the other worlds' answers")
 
 
 def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
@@ -146,6 +172,88 @@ def _print_knowledge_answers(workdir: str, run: runs.TrainedRun) -> None:
     print("|---|---|---|")
     for attribute in (*bio.ATTRIBUTES, "all"):
         print(f"| {attribute} | {accuracy['train'][attribute]:.3f} | {accuracy['test'][attribute]:.3f} |")
+
+
+def _part4_task(world: str):
+    """The task of a Part 4.1 world at the paper's largest size (or --size), CPU-sized windows."""
+    name, argument = PART4_WORLDS[world]
+    config = load_config_file(os.path.join(CONFIGS, name, "paper.py"), argument)
+    task = config.task
+    if _SIZE.value:
+        task["max_ops" if name == "mano" else "max_size"] = _SIZE.value
+        if name == "depo":
+            task.seq_len = max(depo.data.longest_test_instance(depo.task.spec_of(task)), 16)
+    task["eval_instances" if name == "brevo" else "eval_windows"] = 1  # only the instances printed here are made
+    return depo.DepoTask(task) if name == "depo" else brevo.BrevoTask(task) if name == "brevo" else mano.ManoTask(task)
+
+
+def _print_part4_instances() -> None:
+    task = _part4_task(_WORLD.value)
+    test = _SPLIT.value == "test"
+    print(f"{task.describe()}, {'test' if test else 'training'} law\n")
+    for seed in range(_SEED.value, _SEED.value + _COUNT.value):
+        rng = random.Random(seed)
+        tok = task.tokenizer
+        if isinstance(task, depo.DepoTask):
+            instance = depo.draw(rng, task.spec, test=test)
+            print(f"--- seed {seed}: n = {instance.size}, {len(instance.queries)} queries")
+            print(tok.decode(tok.encode(instance, task.spec.separator).tokens))
+            for query in instance.queries:
+                answer = instance.cycle[query.answer(instance.size)]
+                right = depo.check_answer(instance, query, answer)
+                print(f"  {query.hops} hops from {'.'.join(map(str, instance.cycle[query.start]))}: "
+                      f"{'.'.join(map(str, answer))} (checker: {'right' if right else 'WRONG'})")
+        elif isinstance(task, brevo.BrevoTask):
+            instance = brevo.draw(rng, task.spec, test=test)
+            verdict = brevo.check_names(instance, [instance.names[v] for v in instance.answer])
+            vertices = f"{len(instance.names)} vertices on edges" if task.spec.multi else f"n = {len(instance.names)}"
+            print(f"--- seed {seed}: {vertices}, "
+                  f"{len(instance.edges)} edges, {instance.ancestors} ancestors, depth {instance.depth}")
+            print(tok.decode(tok.encode(instance).tokens))
+            print(f"  checker: {verdict.reason}")
+        else:
+            lengths = (task.spec.max_ops,) if test else None
+            instance = mano.draw(rng, task.spec, lengths)
+            right = mano.evaluate_prefix(instance.items) == instance.value
+            print(f"--- seed {seed}: {instance.length} operators, value {instance.value} "
+                  f"(recomputed: {'same' if right else 'DIFFERENT'})")
+            print(tok.decode(tok.encode(instance).tokens))
+        print()
+
+
+def _print_part4_answers(workdir: str, run: runs.TrainedRun) -> None:
+    """The model's answers to --count test instances (seeds from --seed) beside the truth."""
+    task = run.task
+    model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
+    seeds = range(_SEED.value, _SEED.value + _COUNT.value)
+    print(f"{workdir} at step {run.step} ({task.describe()}): test instances, seeds {seeds.start}..{seeds.stop - 1}\n")
+    tok = task.tokenizer
+    if isinstance(task, depo.DepoTask):
+        results = task.query_results(model, [task.window(seed, test=True) for seed in seeds])
+        for hops, right, guessed in results:
+            print(f"  k = {hops}: model {tok.decode(guessed)}  ({'right' if right else 'wrong'})")
+        print(f"\n{sum(r for _, r, _ in results)}/{len(results)} answers right")
+    elif isinstance(task, brevo.BrevoTask):
+        pairs = []
+        for seed in seeds:
+            instance = brevo.draw(random.Random(seed), task.spec, test=True)
+            encoded = tok.encode(instance)
+            if len(encoded.tokens) <= task.seq_len:
+                pairs.append((instance, encoded))
+        if not pairs:
+            raise DataError(f"none of the {_COUNT.value} instances fits the run's task.seq_len = {task.seq_len}")
+        results = task.answers(model, pairs, jax.random.key(_SEED.value))
+        for (instance, encoded), (written, _, verdict) in zip(pairs, results):
+            print(f"--- query {tok.decode(encoded.tokens[encoded.prompt_len - 2:encoded.prompt_len - 1])}, "
+                  f"{instance.ancestors} ancestors, depth {instance.depth}")
+            print(f"  truth: {tok.decode(encoded.tokens[encoded.prompt_len:-1])}")
+            print(f"  model: {tok.decode(written)}  ({verdict.reason})")
+        print(f"\n{sum(v.correct for _, _, v in results)}/{len(results)} answers right")
+    else:
+        results = task.answer_results(model, [task.window(seed, (task.spec.max_ops,)) for seed in seeds])
+        for right, guessed, truth in results[:50]:
+            print(f"  value {truth}: model {guessed if guessed >= 0 else '(no value)'}  ({'right' if right else 'wrong'})")
+        print(f"\n{sum(r for r, _, _ in results)}/{len(results)} answers right (l = {task.spec.max_ops})")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ GOLDEN = {
     ("igsm/paper.py", "med"): "db0d77f6b3f65eb8",
     ("bio/small.py", "pretrain,multi5_permute"): "4bb5b21d916a2d98",
     ("bio/paper.py", "mixed,single"): "1ef84032146e8538",
+    ("depo/small.py", None): "66b2e5ea1616de47",
+    ("depo/small.py", "depo2"): "4113fe33e429f050",
+    ("brevo/small.py", None): "61b1b02f2681214e",
+    ("brevo/small.py", "brevo2"): "860c5acbff2ed8e1",
+    ("mano/small.py", None): "c5c328a952f46200",
 }
 
 

@@ -205,7 +205,7 @@ def _cases(f):
         (generate, ["--seed=-1"], "--seed=-1 is invalid"),
         (generate, ["--difficulty=bogus"], "--difficulty=bogus is invalid"),
         (generate, ["--split=bogus"], "--split=bogus is invalid"),
-        (generate, [f"--workdir={f['fake_run']}"], "trained on the cfg task, not igsm or bio"),
+        (generate, [f"--workdir={f['fake_run']}"], "trained on the cfg task, not igsm, bio, depo, brevo or mano"),
         (generate, [f"--workdir={f['biod_run']}"], "trained on a bioD world, which has no questions"),
         (generate, [f"--workdir={f['bert_run']}"], "is an encoder (bert), which does not generate answers"),
         (generate, [f"--workdir={f['bios_run']}"], "holds no finished checkpoint yet"),
@@ -213,6 +213,8 @@ def _cases(f):
         (generate, ["--workdir=/nonexistent"], "/nonexistent is not a directory"),
         (generate, [f"--workdir={f['corrupt_json']}"], "config.json is not valid JSON"),
         (generate, ["extra"], "unexpected arguments: extra"),
+        (generate, ["--world=bogus"], "--world=bogus is invalid"),
+        (generate, ["--world=brevo1", "--size=2"], "task.max_size = 2 is invalid"),
         # bench.py: every flag is checked before anything is measured
         (bench, ["--sections=bogus"], "each section must be one of"),
         (bench, ["--sections="], "each section must be one of"),

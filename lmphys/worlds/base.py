@@ -13,10 +13,14 @@ The loop only sees `Batch` and a task's `evaluate`; what tokens mean stays insid
 from (seed, step), so step s of a run always sees the same data, across restarts and devices.
 Worlds whose data can only be made in Python offer `host_batch(seed, step)` instead, which the
 loop runs on the host, in worker processes if the task asks for them (train/host_data.py).
+
+Helpers shared by the worlds: `causal_lm_batch` and `masked_lm_batch` (training rows from token
+rows), and `pack_left_aligned` (Part 4.1's context windows filled with whole instances from
+position 0).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -114,3 +118,31 @@ def masked_lm_batch(
     corrupted = jnp.where(kind < 0.8, mask_id, jnp.where(kind < 0.9, random_tokens, tokens_BT))
     inputs = jnp.where(chosen, corrupted, tokens_BT)
     return Batch(inputs, tokens_BT, chosen.astype(jnp.float32))
+
+
+class Packed(NamedTuple):
+    """One left-aligned context window: `tokens` and `labels` (1 where a token is a target the
+    loss counts), `width` long, and where each instance in it starts with the instance itself
+    (the last one may be cut off at the end of the window)."""
+
+    tokens: list[int]
+    labels: list[int]
+    placed: list[tuple[int, Any]]
+
+
+def pack_left_aligned(draw: Callable[[], Any], width: int) -> Packed:
+    """Instances from `draw()` (objects with `.tokens` and `.labels`, lists of the same length)
+    concatenated from position 0 until `width` tokens are filled; the last one is cut at the end
+    and its rest dropped. This is how Part 4.1's synthetic tasks fill a context window (paper
+    A.1/A.2/A.4): every window starts with a fresh, whole instance, and nothing is padded."""
+    tokens: list[int] = []
+    labels: list[int] = []
+    placed: list[tuple[int, Any]] = []
+    while len(tokens) < width:
+        instance = draw()
+        if not instance.tokens:
+            raise ValueError("pack_left_aligned: draw() returned an empty instance")
+        placed.append((len(tokens), instance))
+        tokens.extend(instance.tokens)
+        labels.extend(instance.labels)
+    return Packed(tokens[:width], labels[:width], placed)
