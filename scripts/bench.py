@@ -359,8 +359,10 @@ def bench_peer(shape_names: list[str], steps: int) -> list[tuple[str, str, str]]
     return rows
 
 
-_DATA_CONFIGS_CPU = ("cfg/small.py", "bio/small.py", "igsm/small.py")
-_DATA_CONFIGS_ACCELERATOR = ("cfg/paper.py", "bio/paper.py:pretrain,multi5_permute", "igsm/paper.py:med")
+_DATA_CONFIGS_CPU = ("cfg/small.py", "bio/small.py", "igsm/small.py", "depo/small.py", "brevo/small.py", "mano/small.py")
+_DATA_CONFIGS_ACCELERATOR = ("cfg/paper.py", "bio/paper.py:pretrain,multi5_permute", "igsm/paper.py:med",
+                             "depo/paper.py:depo1", "depo/paper.py:depo2", "brevo/paper.py:brevo1",
+                             "brevo/paper.py:brevo2", "mano/paper.py")
 
 
 def _data_configs(config_names: list[str]) -> list[tuple[str, object]]:
