@@ -39,32 +39,53 @@ def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
     speed, not the distribution)."""
     # A budget below the target never matches (see below), so s is drawn from the released law
     # min(t0, t1) restricted to s >= target: the same draws the release keeps, without the others.
-    s = op if op is not None else target + _weighted_index(rng, _budget_weights(max_op, target))
-    n = max(_below(rng, s), _below(rng, s)) + 1
-    m = n + _below(rng, s - n + 1)
-    weights = _depth_weights(s, max_edge)
-    d, t0, t1 = 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights)
+    # (The uniform draws are _below written out, and the weights' sums are cached: this runs ~7
+    # times per problem. sum() of the same tuple is the same float, so the draws are unchanged.)
+    random = rng.random
+    if op is None:
+        weights, total = _budget_weights(max_op, target)
+        s = target + _weighted_index(rng, weights, total)
+    else:
+        s = op
+    n = max(int(random() * s), int(random() * s)) + 1
+    m = n + int(random() * (s - n + 1))
+    weights, total = _depth_weights(s, max_edge)
+    d = 2 + _weighted_index(rng, weights, total)
+    t0, t1 = 2 + _weighted_index(rng, weights, total), 2 + _weighted_index(rng, weights, total)
     w0, w1 = min(t0, t1), max(t0, t1)
     min_edges = (d - 1) * w0
-    e = min_edges + min(_below(rng, max_edge - min_edges + 1), _below(rng, max_edge - min_edges + 1))
+    span = max_edge - min_edges + 1
+    e = min_edges + min(int(random() * span), int(random() * span))
     e = min(e, (d - 1) * w1 * w1)  # Graph.__init__'s clip
     if s > target and min(m, e) > target:
         return None
-    return s, n, m, d, w0, w1, e, rng.random()
+    return s, n, m, d, w0, w1, e, random()
 
 
 @functools.lru_cache(maxsize=None)
-def _budget_weights(max_op: int, target: int) -> tuple[int, ...]:
-    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised)."""
-    return tuple(2 * (max_op - k) + 1 for k in range(target, max_op + 1))
+def _budget_weights(max_op: int, target: int) -> tuple[tuple[int, ...], int]:
+    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised), and
+    their sum."""
+    weights = tuple(2 * (max_op - k) + 1 for k in range(target, max_op + 1))
+    return weights, sum(weights)
 
 
 @functools.lru_cache(maxsize=None)
-def _depth_weights(s: int, max_edge: int) -> tuple[float, float, float]:
+def _depth_weights(s: int, max_edge: int) -> tuple[tuple[float, float, float], float]:
     """Softmax weights of depth (and width) 2, 3, 4: centred at 0.2, 0.5, 0.8 of the way from one
-    op to max_edge ops."""
+    op to max_edge ops; and their sum."""
     relative = (s - 1) / (max_edge - 1)
-    return tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
+    weights = tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
+    return weights, sum(weights)
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract_keys(d: int, sizes: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """The abstract keys (i, j, k) of a structure with these layer sizes in the released order,
+    and per span k - i (index 1..d-1; 0 is empty) the keys of that span in the same order."""
+    keys = tuple((i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(i + 1, d))
+    spans = tuple(tuple(key for key in keys if key[2] - key[0] == diff) for diff in range(d))
+    return keys, spans
 
 
 # Why a draw can be skipped: a world's op is n_op_min + min(max(n_op_min, s) - n_op_min, room) <= s,
@@ -86,7 +107,11 @@ def _choice(rng: random.Random, options):
 
 def _sample(rng: random.Random, population, count: int) -> list:
     """`count` distinct elements in random order (a partial Fisher-Yates shuffle)."""
-    pool = list(population)
+    return _sample_from(rng, list(population), count)
+
+
+def _sample_from(rng: random.Random, pool: list, count: int) -> list:
+    """`_sample` of a list it may reorder (no copy)."""
     size = len(pool)
     for index in range(count):
         other = index + int(rng.random() * (size - index))
@@ -109,6 +134,7 @@ class Draft:
     def init(self) -> None:
         """Layer sizes, edges and the three records, as `Graph.init` draws them."""
         rng, d, e = self.rng, self.d, self.e
+        random = rng.random
         sizes = self.sizes = [self.w0] * d
         while True:
             most = least = 0
@@ -119,7 +145,7 @@ class Draft:
                 self._add_item()
             elif least == e:
                 break
-            elif rng.random() < self.p:
+            elif random() < self.p:
                 if self._add_item():
                     break
             else:
@@ -128,17 +154,20 @@ class Draft:
         others = []
         for i in range(d - 1):
             upper, lower = sizes[i], sizes[i + 1]
-            parents = [int(rng.random() * upper) for _ in range(lower)]
+            parents = [int(random() * upper) for _ in range(lower)]
             remain += [(i, parent, k) for k, parent in enumerate(parents)]
             others += [(i, j, k) for j in range(upper) for k in range(lower) if parents[k] != j]
-        remain += _sample(rng, others, e - len(remain))
+        remain += _sample_from(rng, others, e - len(remain))
         self.remain = remain
         children: dict[tuple[int, int], list[int]] = {}
         for i, j, k in sorted(remain):
             children.setdefault((i, j), []).append(k)
         self.children = children
         self.edge_list = tuple(remain)
-        self.inter = [(i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(i + 1, d)]
+        # inter: a set (only membership and removal matter, but for choose_param's order of
+        # candidates, kept per span in _spans); both are the same for every world of these sizes.
+        keys, self._span_keys = _abstract_keys(d, tuple(sizes))
+        self.inter = set(keys)
         self.chosen: list[tuple] = []
         total = len(remain)
         for (i, _), kids in children.items():
@@ -169,38 +198,44 @@ class Draft:
 
     # -- step 3: necessary parameters ----------------------------------------------------------
 
-    def _abstract_cost(self, key: tuple[int, int, int], inter: set, remain: set, taken: tuple[set, set]) -> int:
+    def _abstract_cost(self, key: tuple[int, int, int], remain: set, taken_abstract: set, taken_edges: set) -> int:
         """The op cost of adding abstract parameter `key` with what it needs (the released
-        `try_inter`), without adding it: `taken` collects the abstract keys and the edges it would
-        take from `inter` and `remain` (both are (i, j, k) triples, so they are kept apart)."""
-        taken_abstract, taken_edges = taken
+        `try_inter`), without adding it: `taken_abstract` and `taken_edges` collect the abstract
+        keys and the edges it would take from `inter` and `remain` (both are (i, j, k) triples, so
+        they are kept apart)."""
         i, j, k = key
         taken_abstract.add(key)
         count = 0
         kids = self.children.get((i, j), ())
+        if i + 1 == k:
+            for x in kids:
+                edge = (i, j, x)
+                if edge in remain and edge not in taken_edges:
+                    count += 1
+                    taken_edges.add(edge)
+            return count + (len(kids) - 1 if len(kids) > 1 else 1)
+        inter = self.inter
         for x in kids:
             deeper = (i + 1, x, k)
-            if i + 1 != k and deeper in inter and deeper not in taken_abstract:
-                count += self._abstract_cost(deeper, inter, remain, taken)
+            if deeper in inter and deeper not in taken_abstract:
+                count += self._abstract_cost(deeper, remain, taken_abstract, taken_edges)
             edge = (i, j, x)
             if edge in remain and edge not in taken_edges:
                 count += 1
                 taken_edges.add(edge)
-        if i + 1 == k:
-            return count + (len(kids) - 1 if len(kids) > 1 else 1)
         return count + max(2 * len(kids) - 1, 1)
 
-    def _take_abstract(self, key: tuple[int, int, int], inter: set, remain: set) -> None:
+    def _take_abstract(self, key: tuple[int, int, int], remain: set) -> None:
         """Add abstract parameter `key` and what it needs to `chosen`, in the order `try_inter`
         moves them (the order later steps read `chosen` in)."""
         i, j, k = key
         self.inter.remove(key)
-        inter.discard(key)
+        self._spans[k - i].remove(key)
         self.chosen.append((ABSTRACT, i, j, k))
         for x in self.children.get((i, j), ()):
             deeper = (i + 1, x, k)
-            if i + 1 != k and deeper in inter:
-                self._take_abstract(deeper, inter, remain)
+            if i + 1 != k and deeper in self.inter:
+                self._take_abstract(deeper, remain)
             edge = (i, j, x)
             if edge in remain:
                 remain.discard(edge)
@@ -212,17 +247,21 @@ class Draft:
         widest-span random abstract parameter whose cost still fits n; then the fixed edges.
         (The release costs each candidate on a copy of its records and keeps the copy of the one
         it adds; costing without copying and adding the chosen one gives the same records, since
-        the records do not change between a candidate's costing and its adding.)"""
-        rng = self.rng
+        the records do not change between a candidate's costing and its adding.)
+        The candidates of a span are `inter`'s keys of that span in their released order
+        (layer, item, lower layer): kept in `_spans`, which `_take_abstract` keeps in step with
+        `inter`, instead of filtering `inter` again at every pick."""
+        random = self.rng.random
         n = min(n, self.total)
         n_fix = m - n
-        inter, remain = set(self.inter), set(self.remain)
+        remain = set(self.remain)
+        spans = self._spans = [list(keys) for keys in self._span_keys]
         previous, previous_count = None, 0
         lowest, highest = 1, self.d - 1
         while n > 0:
             candidates_seen = False
             for diff in range(1, self.d):
-                options = [key for key in self.inter if key[2] - key[0] == diff]
+                options = spans[diff]
                 if not options:
                     if diff == lowest:
                         lowest += 1
@@ -230,8 +269,8 @@ class Draft:
                         highest -= 1
                     continue
                 candidates_seen = True
-                key = _choice(rng, options)
-                count = self._abstract_cost(key, inter, remain, (set(), set()))
+                key = options[int(random() * len(options))]  # _choice
+                count = self._abstract_cost(key, remain, set(), set())
                 if diff == lowest and count > n:
                     fixed = min(n + n_fix, len(self.remain))
                     self._choose_edges(fixed)
@@ -241,12 +280,12 @@ class Draft:
                     if diff < highest:
                         previous, previous_count = key, count
                     else:
-                        self._take_abstract(key, inter, remain)
+                        self._take_abstract(key, remain)
                         n -= count
                         break
                 else:
                     if previous is not None:
-                        self._take_abstract(previous, inter, remain)
+                        self._take_abstract(previous, remain)
                     n -= previous_count
                     break
             if not candidates_seen:  # nothing left to add (the released loop would spin here)
@@ -264,14 +303,16 @@ class Draft:
         """The template over the chosen parameters: each abstract one depends on its structure."""
         self.nodes: list = list(self.chosen)
         self.preds: dict = {param: [] for param in self.chosen}
-        for kind, i, j, k in self.chosen:
+        add_edge, children = self._add_edge, self.children
+        for param in self.chosen:
+            kind, i, j, k = param
             if kind == ABSTRACT:
-                kids = self._kids(i, j)
+                kids = children.get((i, j), ())
                 for x in kids:
-                    self._add_edge((INSTANCE, i, j, x), (ABSTRACT, i, j, k))
+                    add_edge((INSTANCE, i, j, x), param)
                 if k - i > 1:
                     for x in kids:
-                        self._add_edge((ABSTRACT, i + 1, x, k), (ABSTRACT, i, j, k))
+                        add_edge((ABSTRACT, i + 1, x, k), param)
 
     def _add_node(self, param) -> None:
         if param not in self.preds:
@@ -279,10 +320,17 @@ class Draft:
             self.nodes.append(param)
 
     def _add_edge(self, source, target) -> None:
-        self._add_node(source)
-        self._add_node(target)
-        if source not in self.preds[target]:
-            self.preds[target].append(source)
+        """source -> target, adding either as a node first if new (_add_node written out)."""
+        preds = self.preds
+        if source not in preds:
+            preds[source] = []
+            self.nodes.append(source)
+        sources = preds.get(target)
+        if sources is None:
+            sources = preds[target] = []
+            self.nodes.append(target)
+        if source not in sources:
+            sources.append(source)
 
     # -- step 4: solution order ----------------------------------------------------------------
 
@@ -290,27 +338,32 @@ class Draft:
         """The released `reasonable_sort`: False when the order gets stuck (a new structure is
         then drawn). Sets `self.order`, the solution order with the question last."""
         rng = self.rng
-        p0 = rng.random()
+        random = rng.random
+        p0 = random()
         bias = abs(rng.gauss(0.0, 1.0))
-        out_degree = dict.fromkeys(self.nodes, 0)
-        for node in self.nodes:
-            for source in self.preds[node]:
+        # The released weight of a node is exp(score) ** bias; the three powers are computed once
+        # (the same float expressions, so the same weights).
+        powers = (_EXP[0] ** bias, _EXP[1] ** bias, _EXP[2] ** bias)
+        nodes, preds = self.nodes, self.preds
+        out_degree = dict.fromkeys(nodes, 0)
+        for node in nodes:
+            for source in preds[node]:
                 out_degree[source] += 1
-        sinks = [node for node in self.nodes if out_degree[node] == 0]
+        sinks = [node for node in nodes if out_degree[node] == 0]
         in_sinks = set(sinks)
         stack: set = set()  # only membership matters
-        remain = list(self.nodes)
+        remain = list(nodes)
         picks: list = []
         while remain:
             pool = sinks if not picks else [node for node in sinks if node in stack]
             if not pool:
                 return False
-            picked = _choice(rng, pool)
+            picked = pool[int(random() * len(pool))]  # _choice
             picks.append(picked)
             remain.remove(picked)
             sinks.remove(picked)
             in_sinks.discard(picked)
-            for source in self.preds[picked]:
+            for source in preds[picked]:
                 out_degree[source] -= 1
                 if out_degree[source] == 0:
                     sinks.append(source)
@@ -318,14 +371,16 @@ class Draft:
             stack.discard(picked)
             need_to_pick = in_sinks.isdisjoint(stack)
             if picked[0] == INSTANCE:
-                if (rng.random() < p0 or need_to_pick) and remain:
+                if (random() < p0 or need_to_pick) and remain:
                     pool = sinks if need_to_pick else remain
-                    weights = [_EXP[(node[0] == ABSTRACT) + (node not in stack)] ** bias for node in pool]
+                    weights = [powers[(node[0] == ABSTRACT) + (node not in stack)] for node in pool]
                     extra = pool[_weighted_index(rng, weights)]
-                    self._add_edge(extra, picked)
+                    sources = preds[picked]  # _add_edge(extra, picked): both are nodes already
+                    if extra not in sources:
+                        sources.append(extra)
                     stack.add(extra)
             else:
-                stack.update(self.preds[picked])
+                stack.update(preds[picked])
         picks.reverse()
         self.order = picks
         return True
@@ -434,7 +489,8 @@ class Draft:
         _, i, j, _ = param
         self.used_edges.add(param[1:])
         kids = self._kids(i, j)
-        if sum((i, j, x) in self.used_edges for x in kids) != len(kids):
+        used = self.used_edges
+        if not all((i, j, x) in used for x in kids):
             return
         self._move_to_chosen((i, j, i + 1))
         for lower in range(i + 2, self.d):
@@ -476,8 +532,9 @@ def draft_with_order(rng: random.Random, d: int, w0: int, w1: int, e: int, p: fl
     return None
 
 
-def _weighted_index(rng: random.Random, weights) -> int:
-    point = rng.random() * sum(weights)
+def _weighted_index(rng: random.Random, weights, total: float | None = None) -> int:
+    """An index drawn with probability proportional to `weights` (`total`: their sum, if known)."""
+    point = rng.random() * (sum(weights) if total is None else total)
     for index, weight in enumerate(weights):
         point -= weight
         if point < 0:
