@@ -198,31 +198,25 @@ class Draft:
 
     # -- step 3: necessary parameters ----------------------------------------------------------
 
-    def _abstract_cost(self, key: tuple[int, int, int], remain: set, taken_abstract: set, taken_edges: set) -> int:
+    def _abstract_cost(self, key: tuple[int, int, int], taken: set) -> int:
         """The op cost of adding abstract parameter `key` with what it needs (the released
-        `try_inter`), without adding it: `taken_abstract` and `taken_edges` collect the abstract
-        keys and the edges it would take from `inter` and `remain` (both are (i, j, k) triples, so
-        they are kept apart)."""
+        `try_inter`), without adding it: `taken` collects the abstract keys it would take from
+        `inter`, so a key reached twice is counted once. The edges it would take are, per item
+        (i, j) it reaches, all of (i, j)'s edges still in `remain`: that is `_free[(i, j)]`, since
+        every key of one cost has the same k, so no item is reached twice, and adding any key of
+        (i, j) takes all of (i, j)'s edges at once (the release's set of taken edges never
+        refuses one)."""
         i, j, k = key
-        taken_abstract.add(key)
-        count = 0
+        taken.add(key)
         kids = self.children.get((i, j), ())
+        count = self._free.get((i, j), 0)
         if i + 1 == k:
-            for x in kids:
-                edge = (i, j, x)
-                if edge in remain and edge not in taken_edges:
-                    count += 1
-                    taken_edges.add(edge)
             return count + (len(kids) - 1 if len(kids) > 1 else 1)
         inter = self.inter
         for x in kids:
             deeper = (i + 1, x, k)
-            if deeper in inter and deeper not in taken_abstract:
-                count += self._abstract_cost(deeper, remain, taken_abstract, taken_edges)
-            edge = (i, j, x)
-            if edge in remain and edge not in taken_edges:
-                count += 1
-                taken_edges.add(edge)
+            if deeper in inter and deeper not in taken:
+                count += self._abstract_cost(deeper, taken)
         return count + max(2 * len(kids) - 1, 1)
 
     def _take_abstract(self, key: tuple[int, int, int], remain: set) -> None:
@@ -241,6 +235,7 @@ class Draft:
                 remain.discard(edge)
                 self.remain.remove(edge)
                 self.chosen.append((INSTANCE, i, j, x))
+        self._free.pop((i, j), None)  # no edge of (i, j) is left in remain
 
     def choose_param(self, n: int, m: int) -> None:
         """The released `choose_param`: sweep the spans k - i = 1..d-1, each sweep adding the
@@ -254,7 +249,8 @@ class Draft:
         random = self.rng.random
         n = min(n, self.total)
         n_fix = m - n
-        remain = set(self.remain)
+        remain = set(self.remain)  # every edge, still
+        self._free = {pair: len(kids) for pair, kids in self.children.items()}
         spans = self._spans = [list(keys) for keys in self._span_keys]
         previous, previous_count = None, 0
         lowest, highest = 1, self.d - 1
@@ -270,7 +266,11 @@ class Draft:
                     continue
                 candidates_seen = True
                 key = options[int(random() * len(options))]  # _choice
-                count = self._abstract_cost(key, remain, set(), set())
+                if diff == 1:  # _abstract_cost of a key of span 1, written out
+                    kids = self.children.get(key[:2], ())
+                    count = self._free.get(key[:2], 0) + (len(kids) - 1 if len(kids) > 1 else 1)
+                else:
+                    count = self._abstract_cost(key, set())
                 if diff == lowest and count > n:
                     fixed = min(n + n_fix, len(self.remain))
                     self._choose_edges(fixed)
