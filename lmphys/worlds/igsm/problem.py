@@ -156,43 +156,45 @@ def in_split(template: int, split: str, bins: str = "paper") -> bool:
 
 
 def sketch_bin(ids: list[int]) -> int:
-    """The released template hash of a solution's step tokens (the module docstring)."""
-    kinds, texts = _sketch_tokens()
+    """The released template hash of a solution's step tokens (the module docstring).
+
+    The sketch is the words joined by spaces, with each "." or ";" written as a "." attached to
+    the word before it; it is built here as one piece per token (" word", or "."), which joins to
+    the same string."""
+    pieces, define_id, layer_ids = _sketch_tokens()
     renamed: dict[int, str] = {}
-    parts: list[str] = []
-    position = 0
-    while position < len(ids):
+    out: list[str] = []
+    position, size = 0, len(ids)
+    while position < size:
         token = ids[position]
-        kind = kinds[token]
-        if kind == "define":  # "Define <item> 's <other>": Inter when <other> is a layer's name
-            parts += ["Define", "Inter" if kinds[ids[position + 3]] == "layer" else "Inst"]
-            position += 4
-            continue
-        if kind == "letter":
-            parts.append(renamed.setdefault(token, LETTERS[len(renamed)]))
-        elif kind == "number":
-            parts.append("0")
-        elif kind == "stop":
-            parts[-1] += "."
-        else:
-            parts.append(texts[token])
+        piece = pieces[token]
+        if piece is not None:  # a word, a number (" 0") or a stop (".")
+            out.append(piece)
+        elif token == define_id:  # "Define <item> 's <other>": Inter when <other> is a layer's name
+            out.append(" Define Inter" if ids[position + 3] in layer_ids else " Define Inst")
+            position += 3
+        else:  # a letter: renamed a, b, ... in order of first appearance
+            letter = renamed.get(token)
+            if letter is None:
+                letter = renamed[token] = " " + LETTERS[len(renamed)]
+            out.append(letter)
         position += 1
-    return int(hashlib.sha256((" " + " ".join(parts)).encode()).hexdigest(), 16) % MOD
+    return int(hashlib.sha256("".join(out).encode()).hexdigest(), 16) % MOD
 
 
 @functools.lru_cache(maxsize=1)
-def _sketch_tokens() -> tuple[list[str], tuple[str, ...]]:
-    """Per token id: how the sketch treats it, and its text."""
+def _sketch_tokens() -> tuple[list[str | None], int, frozenset[int]]:
+    """Per token id its sketch piece (None for letters and "Define", which depend on what follows
+    or came before), the id of "Define", and the ids of layer names."""
     tok = tokenizer()
     hierarchies, _ = categories()
     layers = {layer for names in hierarchies for layer in names}
     letters, numbers = set(LETTERS), {str(n) for n in range(MOD)}
-    kinds = []
+    pieces: list[str | None] = []
     for token in tok.vocab:
-        kinds.append("define" if token == "Define" else "letter" if token in letters else
-                     "number" if token in numbers else "stop" if token in (";", ".") else
-                     "layer" if token in layers else "word")
-    return kinds, tok.vocab
+        pieces.append(None if token == "Define" or token in letters else " 0" if token in numbers else
+                      "." if token in (";", ".") else " " + token)
+    return pieces, tok.ids["Define"], frozenset(tok.ids[layer] for layer in layers)
 
 
 def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str = "pq", reask: bool = False,
