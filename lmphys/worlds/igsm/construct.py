@@ -49,9 +49,10 @@ def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
         s = op
     n = max(int(random() * s), int(random() * s)) + 1
     m = n + int(random() * (s - n + 1))
-    weights, total = _depth_weights(s, max_edge)
-    d = 2 + _weighted_index(rng, weights, total)
-    t0, t1 = 2 + _weighted_index(rng, weights, total), 2 + _weighted_index(rng, weights, total)
+    first, second, total = _depth_weights(s, max_edge)
+    d = 2 + _index_of_three(random() * total, first, second)
+    t0 = 2 + _index_of_three(random() * total, first, second)
+    t1 = 2 + _index_of_three(random() * total, first, second)
     w0, w1 = min(t0, t1), max(t0, t1)
     min_edges = (d - 1) * w0
     span = max_edge - min_edges + 1
@@ -71,12 +72,27 @@ def _budget_weights(max_op: int, target: int) -> tuple[tuple[int, ...], int]:
 
 
 @functools.lru_cache(maxsize=None)
-def _depth_weights(s: int, max_edge: int) -> tuple[tuple[float, float, float], float]:
+def _depth_weights(s: int, max_edge: int) -> tuple[float, float, float]:
     """Softmax weights of depth (and width) 2, 3, 4: centred at 0.2, 0.5, 0.8 of the way from one
-    op to max_edge ops; and their sum."""
+    op to max_edge ops; the first two and the sum of all three."""
     relative = (s - 1) / (max_edge - 1)
     weights = tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
-    return weights, sum(weights)
+    return weights[0], weights[1], sum(weights)
+
+
+def _index_of_three(point: float, first: float, second: float) -> int:
+    """`_weighted_index` of three weights for the point random() * their sum (the third weight
+    never matters: past the second, the index is 2 either way)."""
+    point -= first
+    if point < 0:
+        return 0
+    return 1 if point - second < 0 else 2
+
+
+@functools.lru_cache(maxsize=None)
+def _edge_grid(i: int, upper: int, lower: int) -> tuple[tuple[int, int, int], ...]:
+    """Every possible edge (i, j, k) between layers of these sizes, in (j, k) order."""
+    return tuple((i, j, k) for j in range(upper) for k in range(lower))
 
 
 @functools.lru_cache(maxsize=None)
@@ -155,9 +171,17 @@ class Draft:
         for i in range(d - 1):
             upper, lower = sizes[i], sizes[i + 1]
             parents = [int(random() * upper) for _ in range(lower)]
-            remain += [(i, parent, k) for k, parent in enumerate(parents)]
-            others += [(i, j, k) for j in range(upper) for k in range(lower) if parents[k] != j]
-        remain += _sample_from(rng, others, e - len(remain))
+            # The layer's possible edges (i, j, k) in (j, k) order; the parent edge of k is at
+            # parent * lower + k. The others are the rest, in the same order.
+            grid = _edge_grid(i, upper, lower)
+            positions = [parent * lower + k for k, parent in enumerate(parents)]
+            remain += [grid[position] for position in positions]
+            block = list(grid)
+            for position in sorted(positions, reverse=True):
+                del block[position]
+            others += block
+        if e > len(remain):
+            remain += _sample_from(rng, others, e - len(remain))
         self.remain = remain
         children: dict[tuple[int, int], list[int]] = {}
         for i, j, k in sorted(remain):

@@ -230,23 +230,27 @@ def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str
         draft.design_unused()
         stated = [param for param in draft.stated if param[0] == INSTANCE]
         rng.shuffle(stated)
-        world = _world(draft, draft.stated, stated, rng, world.sentences)
+        world = _world(draft, draft.stated, stated, rng, world.sentences,
+                       {param: world.values[param] for param in draft.order})
         problem = Problem(world, world.solution, tuple(ids), tuple(ends), letters, fmt, difficulty, template)
         return _reask(problem, rng) if reask else problem
     raise DataError(f"could not draw a {difficulty} problem with op = {target} in the {split} split: "
                     "ops this large need a harder difficulty")
 
 
-def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, drawn: dict | None = None) -> World:
+def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, drawn: dict | None = None,
+           known: dict | None = None) -> World:
     """The world over `params` (the solution's, or the whole template, in a topological order):
     each instance parameter's sentence (numbers drawn as the released `Problem.parse` draws them,
     unless already `drawn`) and its value; once every edge is stated, every abstract parameter's
     value too (deepest layer first, so each comes after those it counts)."""
     sentences = dict(drawn or {})
-    values: dict = {}
-    children = {key: tuple(kids) for key, kids in draft.children.items()}
+    # The values of the solution's parameters, when known: the same sentences give the same values
+    # (its parameters come first in `params`, so the dict's order is kept too).
+    values: dict = dict(known or {})
+    children = draft.children
     for param in params:
-        if param == RNG:
+        if param in values or param == RNG:
             continue
         if param[0] == INSTANCE:
             if param not in sentences:
@@ -266,11 +270,12 @@ def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, d
 
 
 def _sentence(preds: list, rng: random.Random) -> Sentence:
-    refs = tuple(dep for dep in preds if dep != RNG)
+    has_rng = RNG in preds  # (a dependency is listed once)
+    refs = tuple([dep for dep in preds if dep != RNG]) if has_rng else tuple(preds)
     if not refs:
         return Sentence("", int(rng.random() * MOD), "constant", ())
     modifier, number = "", 0
-    if len(refs) < len(preds):  # a random number among the dependencies
+    if has_rng:  # a random number among the dependencies
         if rng.random() < 0.5:
             modifier, number = "add", int(rng.random() * MOD)
         else:
