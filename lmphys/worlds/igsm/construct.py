@@ -325,18 +325,31 @@ class Draft:
 
     def setup_template(self) -> None:
         """The template over the chosen parameters: each abstract one depends on its structure."""
-        self.nodes: list = list(self.chosen)
-        self.preds: dict = {param: [] for param in self.chosen}
-        add_edge, children = self._add_edge, self.children
+        nodes = self.nodes = list(self.chosen)
+        preds = self.preds = {param: [] for param in self.chosen}
+        children = self.children
         for param in self.chosen:
             kind, i, j, k = param
-            if kind == ABSTRACT:
-                kids = children.get((i, j), ())
+            if kind != ABSTRACT:
+                continue
+            kids = children.get((i, j), ())
+            sources = preds[param]
+            # _add_edge(source, param) written out (param is a node already)
+            for x in kids:
+                source = (INSTANCE, i, j, x)
+                if source not in preds:
+                    preds[source] = []
+                    nodes.append(source)
+                if source not in sources:
+                    sources.append(source)
+            if k - i > 1:
                 for x in kids:
-                    add_edge((INSTANCE, i, j, x), param)
-                if k - i > 1:
-                    for x in kids:
-                        add_edge((ABSTRACT, i + 1, x, k), param)
+                    source = (ABSTRACT, i + 1, x, k)
+                    if source not in preds:
+                        preds[source] = []
+                        nodes.append(source)
+                    if source not in sources:
+                        sources.append(source)
 
     def _add_node(self, param) -> None:
         if param not in self.preds:
@@ -398,7 +411,13 @@ class Draft:
                 if (random() < p0 or need_to_pick) and remain:
                     pool = sinks if need_to_pick else remain
                     weights = [powers[(node[0] == ABSTRACT) + (node not in stack)] for node in pool]
-                    extra = pool[_weighted_index(rng, weights)]
+                    point, index = random() * sum(weights), len(weights) - 1  # _weighted_index
+                    for position, weight in enumerate(weights):
+                        point -= weight
+                        if point < 0:
+                            index = position
+                            break
+                    extra = pool[index]
                     sources = preds[picked]  # _add_edge(extra, picked): both are nodes already
                     if extra not in sources:
                         sources.append(extra)
@@ -517,8 +536,9 @@ class Draft:
         if not all((i, j, x) in used for x in kids):
             return
         self._move_to_chosen((i, j, i + 1))
+        inter = self.inter
         for lower in range(i + 2, self.d):
-            if any((i + 1, x, lower) in self.inter for x in kids):
+            if any((i + 1, x, lower) in inter for x in kids):
                 break
             self._move_to_chosen((i, j, lower))
         for upper in range(i - 1, -1, -1):
@@ -529,13 +549,19 @@ class Draft:
         `upper` whose own count is known moves its count of `lower` to `chosen`, until the first
         such item with a child whose count of `lower` is still unknown; that ends the scan of this
         upper layer (the released loops' `stuck` flag, which no later layer resets)."""
+        inter, children, chosen = self.inter, self.children, self.chosen
+        items = range(self.sizes[upper])
         for lower in lowers:
-            for item in range(self.sizes[upper]):
-                if (upper, item, upper + 1) in self.inter:
+            for item in items:
+                if (upper, item, upper + 1) in inter:
                     continue
-                if any((upper + 1, x, lower) in self.inter for x in self._kids(upper, item)):
-                    return
-                self._move_to_chosen((upper, item, lower))
+                for x in children.get((upper, item), ()):
+                    if (upper + 1, x, lower) in inter:
+                        return
+                key = (upper, item, lower)
+                if key in inter:  # _move_to_chosen
+                    inter.remove(key)
+                    chosen.append((ABSTRACT, upper, item, lower))
 
     def _move_to_chosen(self, key) -> None:
         if key in self.inter:
