@@ -147,8 +147,10 @@ class Renderer:
         self.w = {phrase: [tok.ids[word] for word in phrase.split()] for phrase in words}
 
     def name(self, world: World, param) -> list[int]:
-        item, other = world.name(param)
-        return [self.id[item], self.s_id, self.id[other]]
+        """"item 's other" (World.name written out: this runs for every name of every sentence)."""
+        kind, i, j, k = param
+        items, ids = world.items, self.id
+        return [ids[items[i][j]], self.s_id, ids[items[i + 1][k] if kind == INSTANCE else world.layers[k]]]
 
     def problem_sentence(self, world: World, param) -> list[int]:
         sentence = world.sentences[param]
