@@ -194,9 +194,10 @@ class Draft:
         self.inter = set(keys)
         self.chosen: list[tuple] = []
         total = len(remain)
-        for (i, _), kids in children.items():
-            count = len(kids)
-            total += (2 * count - 1) * (d - i - 2) + (count - 1 if count > 1 else count)
+        free = self._free = {}  # per item, its edges still in remain (see _abstract_cost)
+        for pair, kids in children.items():
+            count = free[pair] = len(kids)
+            total += (2 * count - 1) * (d - pair[0] - 2) + (count - 1 if count > 1 else count)
         self.total = total
 
     def draw_names(self) -> None:
@@ -236,11 +237,18 @@ class Draft:
         count = self._free.get((i, j), 0)
         if i + 1 == k:
             return count + (len(kids) - 1 if len(kids) > 1 else 1)
-        inter = self.inter
+        inter, children, free = self.inter, self.children, self._free
+        leaf = i + 2 == k
         for x in kids:
             deeper = (i + 1, x, k)
             if deeper in inter and deeper not in taken:
-                count += self._abstract_cost(deeper, taken)
+                if leaf:  # the span-1 case above, written out
+                    taken.add(deeper)
+                    pair = (i + 1, x)
+                    below = len(children.get(pair, ()))
+                    count += free.get(pair, 0) + (below - 1 if below > 1 else 1)
+                else:
+                    count += self._abstract_cost(deeper, taken)
         return count + max(2 * len(kids) - 1, 1)
 
     def _take_abstract(self, key: tuple[int, int, int], remain: set) -> None:
@@ -274,7 +282,6 @@ class Draft:
         n = min(n, self.total)
         n_fix = m - n
         remain = set(self.remain)  # every edge, still
-        self._free = {pair: len(kids) for pair, kids in self.children.items()}
         spans = self._spans = [list(keys) for keys in self._span_keys]
         previous, previous_count = None, 0
         lowest, highest = 1, self.d - 1
@@ -319,9 +326,13 @@ class Draft:
         self.n_op_min = m - n_fix + fixed
 
     def _choose_edges(self, count: int) -> None:
-        for i, j, k in _sample(self.rng, self.remain, count):
-            self.chosen.append((INSTANCE, i, j, k))
-            self.remain.remove((i, j, k))
+        """`count` random edges of `remain` join `chosen` (remain keeps its order)."""
+        if count <= 0:  # (no draws either way)
+            return
+        picked = _sample(self.rng, self.remain, count)
+        self.chosen += [(INSTANCE, i, j, k) for i, j, k in picked]
+        picked_set = set(picked)
+        self.remain = [edge for edge in self.remain if edge not in picked_set]
 
     def setup_template(self) -> None:
         """The template over the chosen parameters: each abstract one depends on its structure."""
@@ -430,7 +441,7 @@ class Draft:
 
     def op_budget(self, s: int) -> int:
         """The released design's op count: n_op_min raised towards s as far as the order allows."""
-        room = [max(min(index + 1, _MAX_REFS) - 2, 0) if param[0] == INSTANCE else 0
+        room = [(0 if index < 2 else 1 if index == 2 else 2) if param[0] == INSTANCE else 0  # max(min(index + 1, 4) - 2, 0)
                 for index, param in enumerate(self.order)]
         self.room = room
         return self.n_op_min + min(max(self.n_op_min, s) - self.n_op_min, sum(room))
