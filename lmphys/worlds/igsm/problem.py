@@ -76,8 +76,11 @@ class Problem:
 
     @functools.cached_property
     def problem_ids(self) -> list[int]:
-        renderer = _renderer()
-        return [token for param in self.world.sentence_order for token in renderer.problem_sentence(self.world, param)]
+        sentence, world = _renderer().problem_sentence, self.world
+        ids: list[int] = []
+        for param in world.sentence_order:
+            ids += sentence(world, param)
+        return ids
 
     @functools.cached_property
     def question_ids(self) -> list[int]:

@@ -145,6 +145,7 @@ class Renderer:
         words = ("The number of", "more than", "times as much as", "the sum of", "the difference of",
                  "How many", "equals", "and", "does", "have", "Define", "as", "so")
         self.w = {phrase: [tok.ids[word] for word in phrase.split()] for phrase in words}
+        self._opening = self.w["The number of"] + [self.each_id]  # of every problem sentence
 
     def name(self, world: World, param) -> list[int]:
         """"item 's other" (World.name written out: this runs for every name of every sentence)."""
@@ -154,23 +155,30 @@ class Renderer:
 
     def problem_sentence(self, world: World, param) -> list[int]:
         sentence = world.sentences[param]
-        ids = self.w["The number of"] + [self.each_id] + self.name(world, param) + self.w["equals"]
+        w, name, each = self.w, self.name, self.each_id
+        ids = self._opening + name(world, param) + w["equals"]
         if sentence.combine == "constant":
-            return ids + [self.numbers[sentence.number], self.id["."]]
+            ids += [self.numbers[sentence.number], self.id["."]]
+            return ids
         if sentence.modifier:
-            ids += [self.numbers[sentence.number]] + self.w["more than" if sentence.modifier == "add" else "times as much as"]
-        refs = [[self.each_id] + self.name(world, ref) for ref in sentence.refs]
+            ids.append(self.numbers[sentence.number])
+            ids += w["more than" if sentence.modifier == "add" else "times as much as"]
+        refs = sentence.refs
         if sentence.combine == "single":
-            ids += refs[0]
-        else:
-            ids += self.w["the difference of" if sentence.combine == "diff" else "the sum of"]
+            ids.append(each)
+            ids += name(world, refs[0])
+        else:  # "A, B and C"
+            ids += w["the difference of" if sentence.combine == "diff" else "the sum of"]
+            last = len(refs) - 1
             for position, ref in enumerate(refs):
-                if position == len(refs) - 1:
-                    ids += self.w["and"]
-                elif position < len(refs) - 2:
-                    ref = ref + [self.id[","]]
-                ids += ref
-        return ids + [self.id["."]]
+                if position == last:
+                    ids += w["and"]
+                ids.append(each)
+                ids += name(world, ref)
+                if position < last - 1:
+                    ids.append(self.id[","])
+        ids.append(self.id["."])
+        return ids
 
     def question(self, world: World, param) -> list[int]:
         item, other = world.name(param)
