@@ -496,56 +496,62 @@ class Draft:
     def design_unused(self) -> None:
         """Every remaining edge becomes a stated distractor (the released `design_unused`)."""
         rng = self.rng
-        self.stated = list(self.order)
+        random, remain, chosen, add_edge = rng.random, self.remain, self.chosen, self._add_edge
+        stated = self.stated = list(self.order)
+        # The abstract parameters in `stated` (_state_abstract's test, without scanning the list).
+        self._stated_abstract = {param for param in stated if param[0] == ABSTRACT}
         independent: list = []
-        while self.remain:
-            i, j, k = _choice(rng, self.remain)
-            param = (INSTANCE, i, j, k)
+        while remain:
+            edge = remain[int(random() * len(remain))]  # _choice
+            param = (INSTANCE,) + edge
             self._add_node(param)
-            alone = rng.random() < 0.5
-            pool = independent if alone else self.chosen
+            alone = random() < 0.5
+            pool = independent if alone else chosen
             wanted, most = 1, min(len(pool) + 1, _MAX_REFS)
-            while wanted < most and rng.random() > 0.5:
+            while wanted < most and random() > 0.5:
                 wanted += 1
             if wanted == len(pool) + 1:
-                self._add_edge(RNG, param)
+                add_edge(RNG, param)
                 sources = list(pool)
             else:
-                if rng.random() < 0.5:
-                    self._add_edge(RNG, param)
+                if random() < 0.5:
+                    add_edge(RNG, param)
                     wanted -= 1
                 sources = _sample(rng, pool, wanted)
             for source in sources:
-                self._add_edge(source, param)
-                self._state_abstract(source)
-            self.remain.remove((i, j, k))
-            self.chosen.append(param)
+                add_edge(source, param)
+                if source[0] == ABSTRACT:
+                    self._state_abstract(source)
+            remain.remove(edge)
+            chosen.append(param)
             self._fill_chosen(param)
             if alone:
                 independent.append(param)
-            self.stated.append(param)
+            stated.append(param)
 
     def _state_abstract(self, param) -> None:
         """The released `add_param`: an abstract dependency joins the template with its structure."""
         kind, i, j, k = param
-        if kind != ABSTRACT or param in self.stated:
+        if kind != ABSTRACT or param in self._stated_abstract:
             return
         for x in self._kids(i, j):
             self._add_edge((INSTANCE, i, j, x), param)
             if k != i + 1:
                 self._add_edge((ABSTRACT, i + 1, x, k), param)
-                if (ABSTRACT, i + 1, x, k) not in self.stated:
+                if (ABSTRACT, i + 1, x, k) not in self._stated_abstract:
                     self._state_abstract((ABSTRACT, i + 1, x, k))
         self.stated.append(param)
+        self._stated_abstract.add(param)
 
     def _fill_chosen(self, param) -> None:
         """The released `fill_chosen`: abstract parameters the new edge makes computable."""
         _, i, j, _ = param
-        self.used_edges.add(param[1:])
-        kids = self._kids(i, j)
         used = self.used_edges
-        if not all((i, j, x) in used for x in kids):
-            return
+        used.add(param[1:])
+        kids = self.children.get((i, j), ())
+        for x in kids:
+            if (i, j, x) not in used:
+                return
         self._move_to_chosen((i, j, i + 1))
         inter = self.inter
         for lower in range(i + 2, self.d):
