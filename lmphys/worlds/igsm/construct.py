@@ -20,7 +20,9 @@ distributions (tests/test_igsm_stats.py compares them); randomness is one `rando
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
 import random
 
@@ -39,36 +41,44 @@ def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
     speed, not the distribution)."""
     # A budget below the target never matches (see below), so s is drawn from the released law
     # min(t0, t1) restricted to s >= target: the same draws the release keeps, without the others.
-    # (The uniform draws are _below written out, and the weights' sums are cached: this runs ~7
-    # times per problem. sum() of the same tuple is the same float, so the draws are unchanged.)
+    # (The uniform draws are _below written out, min and max are comparisons, and the weights'
+    # sums are cached: this runs ~7 times per problem. sum() of the same tuple is the same float,
+    # so the draws are unchanged.)
     random = rng.random
     if op is None:
-        weights, total = _budget_weights(max_op, target)
-        s = target + _weighted_index(rng, weights, total)
+        bounds, total = _budget_bounds(max_op, target)
+        s = target + bisect.bisect_right(bounds, random() * total)
     else:
         s = op
-    n = max(int(random() * s), int(random() * s)) + 1
+    a, b = int(random() * s), int(random() * s)
+    n = (a if a > b else b) + 1
     m = n + int(random() * (s - n + 1))
     first, second, total = _depth_weights(s, max_edge)
     d = 2 + _index_of_three(random() * total, first, second)
     t0 = 2 + _index_of_three(random() * total, first, second)
     t1 = 2 + _index_of_three(random() * total, first, second)
-    w0, w1 = min(t0, t1), max(t0, t1)
+    w0, w1 = (t0, t1) if t0 < t1 else (t1, t0)
     min_edges = (d - 1) * w0
     span = max_edge - min_edges + 1
-    e = min_edges + min(int(random() * span), int(random() * span))
-    e = min(e, (d - 1) * w1 * w1)  # Graph.__init__'s clip
-    if s > target and min(m, e) > target:
+    a, b = int(random() * span), int(random() * span)
+    e = min_edges + (a if a < b else b)
+    clip = (d - 1) * w1 * w1  # Graph.__init__'s clip
+    if e > clip:
+        e = clip
+    if s > target and (m if m < e else e) > target:
         return None
     return s, n, m, d, w0, w1, e, random()
 
 
 @functools.lru_cache(maxsize=None)
-def _budget_weights(max_op: int, target: int) -> tuple[tuple[int, ...], int]:
-    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised), and
-    their sum."""
-    weights = tuple(2 * (max_op - k) + 1 for k in range(target, max_op + 1))
-    return weights, sum(weights)
+def _budget_bounds(max_op: int, target: int) -> tuple[tuple[int, ...], int]:
+    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised), as
+    `_weighted_index` reads them: the running sums but the last, and the sum. The weights are
+    integers, so its subtractions from the point random() * sum are exact while the point stays
+    >= 0: the index it gives is the number of running sums <= the point (bisect_right), the last
+    index at most."""
+    weights = [2 * (max_op - k) + 1 for k in range(target, max_op + 1)]
+    return tuple(itertools.accumulate(weights[:-1])), sum(weights)
 
 
 @functools.lru_cache(maxsize=None)
