@@ -178,24 +178,37 @@ class Draft:
                 break
         remain: list[tuple[int, int, int]] = []
         others = []
+        # children: (i, j) -> j's children in increasing order (the dict's own order is unused).
+        children: dict[tuple[int, int], list[int]] = {}
         for i in range(d - 1):
             upper, lower = sizes[i], sizes[i + 1]
-            parents = [int(random() * upper) for _ in range(lower)]
             # The layer's possible edges (i, j, k) in (j, k) order; the parent edge of k is at
             # parent * lower + k. The others are the rest, in the same order.
             grid = _edge_grid(i, upper, lower)
-            positions = [parent * lower + k for k, parent in enumerate(parents)]
+            positions = []
+            for k in range(lower):
+                parent = int(random() * upper)
+                positions.append(parent * lower + k)
+                kids = children.get((i, parent))
+                if kids is None:
+                    children[(i, parent)] = [k]
+                else:
+                    kids.append(k)
             remain += [grid[position] for position in positions]
             block = list(grid)
             for position in sorted(positions, reverse=True):
                 del block[position]
             others += block
         if e > len(remain):
-            remain += _sample_from(rng, others, e - len(remain))
+            extra = _sample_from(rng, others, e - len(remain))
+            remain += extra
+            for i, j, k in extra:
+                kids = children.get((i, j))
+                if kids is None:
+                    children[(i, j)] = [k]
+                else:
+                    bisect.insort(kids, k)
         self.remain = remain
-        children: dict[tuple[int, int], list[int]] = {}
-        for i, j, k in sorted(remain):
-            children.setdefault((i, j), []).append(k)
         self.children = children
         self.edge_list = tuple(remain)
         # inter: a set (only membership and removal matter, but for choose_param's order of
