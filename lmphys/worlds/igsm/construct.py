@@ -417,8 +417,8 @@ class Draft:
         powers = (_EXP[0] ** bias, _EXP[1] ** bias, _EXP[2] ** bias)
         nodes, preds = self.nodes, self.preds
         out_degree = dict.fromkeys(nodes, 0)
-        for node in nodes:
-            for source in preds[node]:
+        for sources in preds.values():  # (the same keys as nodes)
+            for source in sources:
                 out_degree[source] += 1
         sinks = [node for node in nodes if out_degree[node] == 0]
         in_sinks = set(sinks)

@@ -251,23 +251,25 @@ def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, d
     # The values of the solution's parameters, when known: the same sentences give the same values
     # (its parameters come first in `params`, so the dict's order is kept too).
     values: dict = dict(known or {})
-    children = draft.children
+    children, all_preds = draft.children, draft.preds
     for param in params:
         if param in values or param == RNG:
             continue
         if param[0] == INSTANCE:
-            if param not in sentences:
-                sentences[param] = _sentence(draft.preds[param], rng)
-            values[param] = sentence_value(sentences[param], values)
+            sentence = sentences.get(param)
+            if sentence is None:
+                sentence = sentences[param] = _sentence(all_preds[param], rng)
+            values[param] = sentence_value(sentence, values)
         else:
             values[param] = abstract_value(children, values, param)
     if len(sentences) == len(draft.edge_list):
         for i in range(draft.d - 2, -1, -1):
             for j in range(draft.sizes[i]):
                 for k in range(i + 1, draft.d):
-                    if (ABSTRACT, i, j, k) not in values:
-                        values[(ABSTRACT, i, j, k)] = abstract_value(children, values, (ABSTRACT, i, j, k))
-    preds = {param: tuple(draft.preds[param]) for param in params if param != RNG}
+                    key = (ABSTRACT, i, j, k)
+                    if key not in values:
+                        values[key] = abstract_value(children, values, key)
+    preds = {param: tuple(all_preds[param]) for param in params if param != RNG}
     return World(draft.hierarchy, tuple(draft.layers), draft.items, frozenset(draft.edge_list), preds, sentences,
                  values, tuple(draft.order), tuple(sentence_order))
 

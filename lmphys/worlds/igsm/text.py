@@ -146,6 +146,7 @@ class Renderer:
                  "How many", "equals", "and", "does", "have", "Define", "as", "so")
         self.w = {phrase: [tok.ids[word] for word in phrase.split()] for phrase in words}
         self._opening = self.w["The number of"] + [self.each_id]  # of every problem sentence
+        self._semicolon, self._stop = tok.ids[";"], tok.ids["."]
 
     def name(self, world: World, param) -> list[int]:
         """"item 's other" (World.name written out: this runs for every name of every sentence)."""
@@ -191,8 +192,9 @@ class Renderer:
         letter: dict = {}
         ids: list[int] = []
         ends: list[int] = []
+        step = self.step
         for param in steps:
-            ids += self.step(world, param, letter, pool, rng)
+            ids += step(world, param, letter, pool, rng)
             ends.append(len(ids) - 1)
         return ids, ends, letter
 
@@ -202,10 +204,17 @@ class Renderer:
         hint, cal, value = self._terms(definition(world, param), world, letter, pool, rng, helpers)
         own = pool.pop(rng.randrange(len(pool)))
         letter[param] = own
-        ids = self.w["Define"] + self.name(world, param) + self.w["as"] + [own, self.id[";"]]
+        w, semicolon = self.w, self._semicolon
+        ids = w["Define"] + self.name(world, param)
+        ids += w["as"]
+        ids += (own, semicolon)
         for helper in helpers:
-            ids += helper + [self.id[";"]]
-        return ids + self.w["so"] + self._equation(own, hint, cal, value) + [self.id["."]]
+            ids += helper
+            ids.append(semicolon)
+        ids += w["so"]
+        ids += self._equation(own, hint, cal, value)
+        ids.append(self._stop)
+        return ids
 
     def _terms(self, expression: Expression, world: World, letter: dict, pool: list[int], rng: random.Random,
                helpers: list[list[int]]) -> tuple[list[int], list[int] | None, int]:
