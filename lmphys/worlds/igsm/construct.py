@@ -483,34 +483,36 @@ class Draft:
             if extra[index] == self.room[index]:
                 addable.remove(index)
         self._add_node(RNG)
-        self.used_edges: set = set()
-        for index, param in enumerate(self.order):
+        used = self.used_edges = set()
+        order, preds, add_edge, random = self.order, self.preds, self._add_edge, rng.random
+        for index, param in enumerate(order):
             if param[0] != INSTANCE:
                 continue
-            self.used_edges.add(param[1:])
-            pool = [RNG] + self.order[:index]
-            wanted = (1 if rng.random() < 0.5 else 2) if extra[index] == 0 else extra[index] + 2
+            used.add(param[1:])
+            pool = [RNG] + order[:index]
+            wanted = (1 if random() < 0.5 else 2) if extra[index] == 0 else extra[index] + 2
             wanted = min(wanted, index + 1, _MAX_REFS)
             if wanted != len(pool):
-                for source in self.preds[param]:
+                for source in preds[param]:
                     pool.remove(source)
                     wanted -= 1
-                if rng.random() < 0.5 and wanted > 0:
+                if random() < 0.5 and wanted > 0:
                     wanted -= 1
-                    self._add_edge(RNG, param)
+                    add_edge(RNG, param)
                     pool.remove(RNG)
-                pool = _sample(rng, pool, wanted)
+                pool = _sample_from(rng, pool, wanted)  # (pool is this step's own list)
             for source in pool:
-                self._add_edge(source, param)
+                add_edge(source, param)
 
     def fill_all(self) -> None:
         """The released `fill_all`: abstract parameters already computable join `chosen`."""
+        inter, used, children = self.inter, self.used_edges, self.children
         for upper in range(self.d - 1):
             for j in range(self.sizes[upper]):
-                kids = self._kids(upper, j)
-                if sum((upper, j, x) in self.used_edges for x in kids) == len(kids) and (upper, j, upper + 1) in self.inter:
-                    self.inter.remove((upper, j, upper + 1))
-                    self.chosen.append((ABSTRACT, upper, j, upper + 1))
+                key = (upper, j, upper + 1)
+                if key in inter and all([(upper, j, x) in used for x in children.get((upper, j), ())]):
+                    inter.remove(key)
+                    self.chosen.append((ABSTRACT,) + key)
         for upper in range(self.d - 1):
             self._fill_upper(upper, range(upper + 2, self.d))
 
