@@ -425,8 +425,8 @@ class Draft:
         stack: set = set()  # only membership matters
         remain = list(nodes)
         picks: list = []
+        pool = sinks  # the first pick: any sink; later ones: a sink in the stack
         while remain:
-            pool = sinks if not picks else [node for node in sinks if node in stack]
             if not pool:
                 return False
             picked = pool[int(random() * len(pool))]  # _choice
@@ -456,8 +456,12 @@ class Draft:
                     if extra not in sources:
                         sources.append(extra)
                     stack.add(extra)
+                    if need_to_pick:  # no sink was in the stack, so now only `extra` is
+                        pool = [extra]
+                        continue
             else:
                 stack.update(preds[picked])
+            pool = [node for node in sinks if node in stack]
         picks.reverse()
         self.order = picks
         return True
