@@ -188,7 +188,8 @@ def sketch_bin(ids: list[int]) -> int:
 @functools.lru_cache(maxsize=1)
 def _sketch_tokens() -> tuple[list[str | None], int, frozenset[int]]:
     """Per token id its sketch piece (None for letters and "Define", which depend on what follows
-    or came before), the id of "Define", and the ids of layer names."""
+    or came before), the id of "Define", and the ids of layer names (no layer name is also a
+    letter, number or punctuation token, so these are the tokens the release reads as layers)."""
     tok = tokenizer()
     hierarchies, _ = categories()
     layers = {layer for names in hierarchies for layer in names}
