@@ -188,13 +188,14 @@ class Draft:
             positions = []
             for k in range(lower):
                 parent = int(random() * upper)
-                positions.append(parent * lower + k)
+                position = parent * lower + k
+                positions.append(position)
+                remain.append(grid[position])
                 kids = children.get((i, parent))
                 if kids is None:
                     children[(i, parent)] = [k]
                 else:
                     kids.append(k)
-            remain += [grid[position] for position in positions]
             block = list(grid)
             for position in sorted(positions, reverse=True):
                 del block[position]
@@ -443,8 +444,12 @@ class Draft:
             need_to_pick = in_sinks.isdisjoint(stack)
             if picked[0] == INSTANCE:
                 if (random() < p0 or need_to_pick) and remain:
-                    pool = sinks if need_to_pick else remain
-                    weights = [powers[(node[0] == ABSTRACT) + (node not in stack)] for node in pool]
+                    if need_to_pick:  # among the sinks, none in the stack: score 1 or 2
+                        pool = sinks
+                        weights = [powers[(node[0] == ABSTRACT) + 1] for node in pool]
+                    else:
+                        pool = remain
+                        weights = [powers[(node[0] == ABSTRACT) + (node not in stack)] for node in pool]
                     point, index = random() * sum(weights), len(weights) - 1  # _weighted_index
                     for position, weight in enumerate(weights):
                         point -= weight
