@@ -232,7 +232,7 @@ class Draft:
         self.hierarchy = rng.randrange(len(hierarchies))
         start = rng.randrange(len(hierarchies[self.hierarchy]) - self.d + 1)
         self.layers = hierarchies[self.hierarchy][start:start + self.d]
-        self.items = tuple(tuple(rng.sample(rng.choice(pools[layer]), size)) for layer, size in zip(self.layers, self.sizes))
+        self.items = tuple([tuple(rng.sample(rng.choice(pools[layer]), size)) for layer, size in zip(self.layers, self.sizes)])
 
     def _add_item(self) -> bool:
         """One more item in a random layer below w1; True if every layer is full."""

@@ -275,11 +275,14 @@ def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, d
                  values, tuple(draft.order), tuple(sentence_order))
 
 
+_CONSTANTS = tuple(Sentence("", number, "constant", ()) for number in range(MOD))  # shared: sentences are frozen
+
+
 def _sentence(preds: list, rng: random.Random) -> Sentence:
     has_rng = RNG in preds  # (a dependency is listed once)
     refs = tuple([dep for dep in preds if dep != RNG]) if has_rng else tuple(preds)
     if not refs:
-        return Sentence("", int(rng.random() * MOD), "constant", ())
+        return _CONSTANTS[int(rng.random() * MOD)]
     modifier, number = "", 0
     if has_rng:  # a random number among the dependencies
         if rng.random() < 0.5:
