@@ -123,7 +123,8 @@ def _abstract_keys(d: int, sizes: tuple[int, ...]) -> tuple[tuple, tuple]:
 
 def _below(rng: random.Random, count: int) -> int:
     """Uniform in 0..count-1 (random() scaled: uniform to within 2^-45, and several times faster
-    than randrange; these draws are the generator's hot loop)."""
+    than randrange; these draws are the generator's hot loop, and most of them write it out as
+    int(random() * count))."""
     return int(rng.random() * count)
 
 
@@ -633,9 +634,10 @@ def draft_with_order(rng: random.Random, d: int, w0: int, w1: int, e: int, p: fl
     return None
 
 
-def _weighted_index(rng: random.Random, weights, total: float | None = None) -> int:
-    """An index drawn with probability proportional to `weights` (`total`: their sum, if known)."""
-    point = rng.random() * (sum(weights) if total is None else total)
+def _weighted_index(rng: random.Random, weights) -> int:
+    """An index drawn with probability proportional to `weights`. (The hot loops write this out,
+    or an exact shortcut of it, where the comments say so; this is the draw they reproduce.)"""
+    point = rng.random() * sum(weights)
     for index, weight in enumerate(weights):
         point -= weight
         if point < 0:
