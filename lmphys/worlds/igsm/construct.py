@@ -17,6 +17,12 @@ distributions (tests/test_igsm_stats.py compares them); randomness is one `rando
    each necessary instance parameter draws 1-4 dependencies among RNG and the earlier parameters.
 6. Distractors (`design_unused`): every other edge becomes a stated parameter over RNG and either
    other distractors or anything computable so far; nothing necessary depends on them.
+
+Speed: the draws are the release's, in its order, and must stay so (tests/test_golden.py). The hot
+loops write small helpers out (`_below`, `_choice`, `_weighted_index`, `_add_edge`) and keep
+derived records beside the released ones (candidates per span, free edges per item, stated
+abstract parameters), each where a comment says what it reproduces; a change here is checked by
+hashing many problems before and after.
 """
 from __future__ import annotations
 
