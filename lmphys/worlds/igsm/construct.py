@@ -112,12 +112,13 @@ def _edge_grid(i: int, upper: int, lower: int) -> tuple[tuple[int, int, int], ..
 
 
 @functools.lru_cache(maxsize=None)
-def _abstract_keys(d: int, sizes: tuple[int, ...]) -> tuple[tuple, tuple]:
-    """The abstract keys (i, j, k) of a structure with these layer sizes in the released order,
-    and per span k - i (index 1..d-1; 0 is empty) the keys of that span in the same order."""
+def _abstract_keys(d: int, sizes: tuple[int, ...]) -> tuple[frozenset, tuple]:
+    """The abstract keys (i, j, k) of a structure with these layer sizes (a frozenset: a set copied
+    from it keeps the hashes), and per span k - i (index 1..d-1; 0 is empty) the keys of that span
+    in the released order (layer, item, lower layer)."""
     keys = tuple((i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(i + 1, d))
     spans = tuple(tuple(key for key in keys if key[2] - key[0] == diff) for diff in range(d))
-    return keys, spans
+    return frozenset(keys), spans
 
 
 # Why a draw can be skipped: a world's op is n_op_min + min(max(n_op_min, s) - n_op_min, room) <= s,
