@@ -315,6 +315,7 @@ class Draft:
         n_fix = m - n
         remain = set(self.remain)  # every edge, still
         spans = self._spans = [list(keys) for keys in self._span_keys]
+        children, free = self.children, self._free  # (free: the same dict _take_abstract updates)
         previous, previous_count = None, 0
         lowest, highest = 1, self.d - 1
         while n > 0:
@@ -330,8 +331,9 @@ class Draft:
                 candidates_seen = True
                 key = options[int(random() * len(options))]  # _choice
                 if diff == 1:  # _abstract_cost of a key of span 1, written out
-                    kids = self.children.get(key[:2], ())
-                    count = self._free.get(key[:2], 0) + (len(kids) - 1 if len(kids) > 1 else 1)
+                    pair = key[:2]
+                    below = len(children.get(pair, ()))
+                    count = free.get(pair, 0) + (below - 1 if below > 1 else 1)
                 else:
                     count = self._abstract_cost(key, set())
                 if diff == lowest and count > n:
