@@ -146,7 +146,7 @@ class Renderer:
                  "How many", "equals", "and", "does", "have", "Define", "as", "so")
         self.w = {phrase: [tok.ids[word] for word in phrase.split()] for phrase in words}
         self._opening = self.w["The number of"] + [self.each_id]  # of every problem sentence
-        self._semicolon, self._stop = tok.ids[";"], tok.ids["."]
+        self._semicolon, self._stop, self._equals = tok.ids[";"], tok.ids["."], tok.ids["="]
 
     def name(self, world: World, param) -> list[int]:
         """"item 's other" (World.name written out: this runs for every name of every sentence)."""
@@ -248,13 +248,16 @@ class Renderer:
 
     def _equation(self, lhs: int, hint: list[int], cal: list[int] | None, value: int) -> list[int]:
         """lhs = hint [= cal] = value, with the hint and numeric parts left out where empty."""
-        equals = self.id["="]
+        equals = self._equals
         ids = [lhs, equals]
         if hint:
-            ids += hint + [equals]
+            ids += hint
+            ids.append(equals)
         if cal:
-            ids += cal + [equals]
-        return ids + [self.numbers[value]]
+            ids += cal
+            ids.append(equals)
+        ids.append(self.numbers[value])
+        return ids
 
     def answer(self, value: int) -> list[int]:
         return [self.tok.ans_id, self.numbers[value]]
