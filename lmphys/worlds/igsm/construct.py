@@ -17,10 +17,18 @@ distributions (tests/test_igsm_stats.py compares them); randomness is one `rando
    each necessary instance parameter draws 1-4 dependencies among RNG and the earlier parameters.
 6. Distractors (`design_unused`): every other edge becomes a stated parameter over RNG and either
    other distractors or anything computable so far; nothing necessary depends on them.
+
+Speed: the draws are the release's, in its order, and must stay so (tests/test_golden.py). The hot
+loops write small helpers out (`_below`, `_choice`, `_weighted_index`, `_add_edge`) and keep
+derived records beside the released ones (candidates per span, free edges per item, stated
+abstract parameters), each where a comment says what it reproduces; a change here is checked by
+hashing many problems before and after.
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
 import random
 
@@ -39,32 +47,78 @@ def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
     speed, not the distribution)."""
     # A budget below the target never matches (see below), so s is drawn from the released law
     # min(t0, t1) restricted to s >= target: the same draws the release keeps, without the others.
-    s = op if op is not None else target + _weighted_index(rng, _budget_weights(max_op, target))
-    n = max(_below(rng, s), _below(rng, s)) + 1
-    m = n + _below(rng, s - n + 1)
-    weights = _depth_weights(s, max_edge)
-    d, t0, t1 = 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights), 2 + _weighted_index(rng, weights)
-    w0, w1 = min(t0, t1), max(t0, t1)
+    # (The uniform draws are _below written out, min and max are comparisons, and the weights'
+    # sums are cached: this runs ~7 times per problem. sum() of the same tuple is the same float,
+    # so the draws are unchanged.)
+    random = rng.random
+    if op is None:
+        bounds, total = _budget_bounds(max_op, target)
+        s = target + bisect.bisect_right(bounds, random() * total)
+    else:
+        s = op
+    a, b = int(random() * s), int(random() * s)
+    n = (a if a > b else b) + 1
+    m = n + int(random() * (s - n + 1))
+    first, second, total = _depth_weights(s, max_edge)
+    d = 2 + _index_of_three(random() * total, first, second)
+    t0 = 2 + _index_of_three(random() * total, first, second)
+    t1 = 2 + _index_of_three(random() * total, first, second)
+    w0, w1 = (t0, t1) if t0 < t1 else (t1, t0)
     min_edges = (d - 1) * w0
-    e = min_edges + min(_below(rng, max_edge - min_edges + 1), _below(rng, max_edge - min_edges + 1))
-    e = min(e, (d - 1) * w1 * w1)  # Graph.__init__'s clip
-    if s > target and min(m, e) > target:
+    span = max_edge - min_edges + 1
+    a, b = int(random() * span), int(random() * span)
+    e = min_edges + (a if a < b else b)
+    clip = (d - 1) * w1 * w1  # Graph.__init__'s clip
+    if e > clip:
+        e = clip
+    if s > target and (m if m < e else e) > target:
         return None
-    return s, n, m, d, w0, w1, e, rng.random()
+    return s, n, m, d, w0, w1, e, random()
 
 
 @functools.lru_cache(maxsize=None)
-def _budget_weights(max_op: int, target: int) -> tuple[int, ...]:
-    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised)."""
-    return tuple(2 * (max_op - k) + 1 for k in range(target, max_op + 1))
+def _budget_bounds(max_op: int, target: int) -> tuple[tuple[int, ...], int]:
+    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised), as
+    `_weighted_index` reads them: the running sums but the last, and the sum. The weights are
+    integers, so its subtractions from the point random() * sum are exact while the point stays
+    >= 0: the index it gives is the number of running sums <= the point (bisect_right), the last
+    index at most."""
+    weights = [2 * (max_op - k) + 1 for k in range(target, max_op + 1)]
+    return tuple(itertools.accumulate(weights[:-1])), sum(weights)
 
 
 @functools.lru_cache(maxsize=None)
 def _depth_weights(s: int, max_edge: int) -> tuple[float, float, float]:
     """Softmax weights of depth (and width) 2, 3, 4: centred at 0.2, 0.5, 0.8 of the way from one
-    op to max_edge ops."""
+    op to max_edge ops; the first two and the sum of all three."""
     relative = (s - 1) / (max_edge - 1)
-    return tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
+    weights = tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
+    return weights[0], weights[1], sum(weights)
+
+
+def _index_of_three(point: float, first: float, second: float) -> int:
+    """`_weighted_index` of three weights for the point random() * their sum (the third weight
+    never matters: past the second, the index is 2 either way)."""
+    point -= first
+    if point < 0:
+        return 0
+    return 1 if point - second < 0 else 2
+
+
+@functools.lru_cache(maxsize=None)
+def _edge_grid(i: int, upper: int, lower: int) -> tuple[tuple[int, int, int], ...]:
+    """Every possible edge (i, j, k) between layers of these sizes, in (j, k) order."""
+    return tuple((i, j, k) for j in range(upper) for k in range(lower))
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract_keys(d: int, sizes: tuple[int, ...]) -> tuple[frozenset, tuple]:
+    """The abstract keys (i, j, k) of a structure with these layer sizes (a frozenset: a set copied
+    from it keeps the hashes), and per span k - i (index 1..d-1; 0 is empty) the keys of that span
+    in the released order (layer, item, lower layer)."""
+    keys = tuple((i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(i + 1, d))
+    spans = tuple(tuple(key for key in keys if key[2] - key[0] == diff) for diff in range(d))
+    return frozenset(keys), spans
 
 
 # Why a draw can be skipped: a world's op is n_op_min + min(max(n_op_min, s) - n_op_min, room) <= s,
@@ -76,7 +130,8 @@ def _depth_weights(s: int, max_edge: int) -> tuple[float, float, float]:
 
 def _below(rng: random.Random, count: int) -> int:
     """Uniform in 0..count-1 (random() scaled: uniform to within 2^-45, and several times faster
-    than randrange; these draws are the generator's hot loop)."""
+    than randrange; these draws are the generator's hot loop, and most of them write it out as
+    int(random() * count))."""
     return int(rng.random() * count)
 
 
@@ -86,7 +141,11 @@ def _choice(rng: random.Random, options):
 
 def _sample(rng: random.Random, population, count: int) -> list:
     """`count` distinct elements in random order (a partial Fisher-Yates shuffle)."""
-    pool = list(population)
+    return _sample_from(rng, list(population), count)
+
+
+def _sample_from(rng: random.Random, pool: list, count: int) -> list:
+    """`_sample` of a list it may reorder (no copy)."""
     size = len(pool)
     for index in range(count):
         other = index + int(rng.random() * (size - index))
@@ -109,6 +168,7 @@ class Draft:
     def init(self) -> None:
         """Layer sizes, edges and the three records, as `Graph.init` draws them."""
         rng, d, e = self.rng, self.d, self.e
+        random = rng.random
         sizes = self.sizes = [self.w0] * d
         while True:
             most = least = 0
@@ -119,31 +179,57 @@ class Draft:
                 self._add_item()
             elif least == e:
                 break
-            elif rng.random() < self.p:
+            elif random() < self.p:
                 if self._add_item():
                     break
             else:
                 break
         remain: list[tuple[int, int, int]] = []
         others = []
+        # children: (i, j) -> j's children in increasing order (the dict's own order is unused).
+        children: dict[tuple[int, int], list[int]] = {}
         for i in range(d - 1):
             upper, lower = sizes[i], sizes[i + 1]
-            parents = [int(rng.random() * upper) for _ in range(lower)]
-            remain += [(i, parent, k) for k, parent in enumerate(parents)]
-            others += [(i, j, k) for j in range(upper) for k in range(lower) if parents[k] != j]
-        remain += _sample(rng, others, e - len(remain))
+            # The layer's possible edges (i, j, k) in (j, k) order; the parent edge of k is at
+            # parent * lower + k. The others are the rest, in the same order.
+            grid = _edge_grid(i, upper, lower)
+            positions = []
+            for k in range(lower):
+                parent = int(random() * upper)
+                position = parent * lower + k
+                positions.append(position)
+                remain.append(grid[position])
+                kids = children.get((i, parent))
+                if kids is None:
+                    children[(i, parent)] = [k]
+                else:
+                    kids.append(k)
+            block = list(grid)
+            for position in sorted(positions, reverse=True):
+                del block[position]
+            others += block
+        if e > len(remain):
+            extra = _sample_from(rng, others, e - len(remain))
+            remain += extra
+            for i, j, k in extra:
+                kids = children.get((i, j))
+                if kids is None:
+                    children[(i, j)] = [k]
+                else:
+                    bisect.insort(kids, k)
         self.remain = remain
-        children: dict[tuple[int, int], list[int]] = {}
-        for i, j, k in sorted(remain):
-            children.setdefault((i, j), []).append(k)
         self.children = children
         self.edge_list = tuple(remain)
-        self.inter = [(i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(i + 1, d)]
+        # inter: a set (only membership and removal matter, but for choose_param's order of
+        # candidates, kept per span in _spans); both are the same for every world of these sizes.
+        keys, self._span_keys = _abstract_keys(d, tuple(sizes))
+        self.inter = set(keys)
         self.chosen: list[tuple] = []
         total = len(remain)
-        for (i, _), kids in children.items():
-            count = len(kids)
-            total += (2 * count - 1) * (d - i - 2) + (count - 1 if count > 1 else count)
+        free = self._free = {}  # per item, its edges still in remain (see _abstract_cost)
+        for pair, kids in children.items():
+            count = free[pair] = len(kids)
+            total += (2 * count - 1) * (d - pair[0] - 2) + (count - 1 if count > 1 else count)
         self.total = total
 
     def draw_names(self) -> None:
@@ -154,7 +240,7 @@ class Draft:
         self.hierarchy = rng.randrange(len(hierarchies))
         start = rng.randrange(len(hierarchies[self.hierarchy]) - self.d + 1)
         self.layers = hierarchies[self.hierarchy][start:start + self.d]
-        self.items = tuple(tuple(rng.sample(rng.choice(pools[layer]), size)) for layer, size in zip(self.layers, self.sizes))
+        self.items = tuple([tuple(rng.sample(rng.choice(pools[layer]), size)) for layer, size in zip(self.layers, self.sizes)])
 
     def _add_item(self) -> bool:
         """One more item in a random layer below w1; True if every layer is full."""
@@ -169,60 +255,73 @@ class Draft:
 
     # -- step 3: necessary parameters ----------------------------------------------------------
 
-    def _abstract_cost(self, key: tuple[int, int, int], inter: set, remain: set, taken: tuple[set, set]) -> int:
+    def _abstract_cost(self, key: tuple[int, int, int], taken: set) -> int:
         """The op cost of adding abstract parameter `key` with what it needs (the released
-        `try_inter`), without adding it: `taken` collects the abstract keys and the edges it would
-        take from `inter` and `remain` (both are (i, j, k) triples, so they are kept apart)."""
-        taken_abstract, taken_edges = taken
+        `try_inter`), without adding it: `taken` collects the abstract keys it would take from
+        `inter`, so a key reached twice is counted once. The edges it would take are, per item
+        (i, j) it reaches, all of (i, j)'s edges still in `remain`: that is `_free[(i, j)]`, since
+        every key of one cost has the same k, so no item is reached twice, and adding any key of
+        (i, j) takes all of (i, j)'s edges at once (the release's set of taken edges never
+        refuses one)."""
         i, j, k = key
-        taken_abstract.add(key)
-        count = 0
+        taken.add(key)
         kids = self.children.get((i, j), ())
-        for x in kids:
-            deeper = (i + 1, x, k)
-            if i + 1 != k and deeper in inter and deeper not in taken_abstract:
-                count += self._abstract_cost(deeper, inter, remain, taken)
-            edge = (i, j, x)
-            if edge in remain and edge not in taken_edges:
-                count += 1
-                taken_edges.add(edge)
+        count = self._free.get((i, j), 0)
         if i + 1 == k:
             return count + (len(kids) - 1 if len(kids) > 1 else 1)
+        inter, children, free = self.inter, self.children, self._free
+        leaf = i + 2 == k
+        for x in kids:
+            deeper = (i + 1, x, k)
+            if deeper in inter and deeper not in taken:
+                if leaf:  # the span-1 case above, written out
+                    taken.add(deeper)
+                    pair = (i + 1, x)
+                    below = len(children.get(pair, ()))
+                    count += free.get(pair, 0) + (below - 1 if below > 1 else 1)
+                else:
+                    count += self._abstract_cost(deeper, taken)
         return count + max(2 * len(kids) - 1, 1)
 
-    def _take_abstract(self, key: tuple[int, int, int], inter: set, remain: set) -> None:
+    def _take_abstract(self, key: tuple[int, int, int], remain: set) -> None:
         """Add abstract parameter `key` and what it needs to `chosen`, in the order `try_inter`
         moves them (the order later steps read `chosen` in)."""
         i, j, k = key
         self.inter.remove(key)
-        inter.discard(key)
+        self._spans[k - i].remove(key)
         self.chosen.append((ABSTRACT, i, j, k))
         for x in self.children.get((i, j), ()):
             deeper = (i + 1, x, k)
-            if i + 1 != k and deeper in inter:
-                self._take_abstract(deeper, inter, remain)
+            if i + 1 != k and deeper in self.inter:
+                self._take_abstract(deeper, remain)
             edge = (i, j, x)
             if edge in remain:
                 remain.discard(edge)
                 self.remain.remove(edge)
                 self.chosen.append((INSTANCE, i, j, x))
+        self._free.pop((i, j), None)  # no edge of (i, j) is left in remain
 
     def choose_param(self, n: int, m: int) -> None:
         """The released `choose_param`: sweep the spans k - i = 1..d-1, each sweep adding the
         widest-span random abstract parameter whose cost still fits n; then the fixed edges.
         (The release costs each candidate on a copy of its records and keeps the copy of the one
         it adds; costing without copying and adding the chosen one gives the same records, since
-        the records do not change between a candidate's costing and its adding.)"""
-        rng = self.rng
+        the records do not change between a candidate's costing and its adding.)
+        The candidates of a span are `inter`'s keys of that span in their released order
+        (layer, item, lower layer): kept in `_spans`, which `_take_abstract` keeps in step with
+        `inter`, instead of filtering `inter` again at every pick."""
+        random = self.rng.random
         n = min(n, self.total)
         n_fix = m - n
-        inter, remain = set(self.inter), set(self.remain)
+        remain = set(self.remain)  # every edge, still
+        spans = self._spans = [list(keys) for keys in self._span_keys]
+        children, free = self.children, self._free  # (free: the same dict _take_abstract updates)
         previous, previous_count = None, 0
         lowest, highest = 1, self.d - 1
         while n > 0:
             candidates_seen = False
             for diff in range(1, self.d):
-                options = [key for key in self.inter if key[2] - key[0] == diff]
+                options = spans[diff]
                 if not options:
                     if diff == lowest:
                         lowest += 1
@@ -230,8 +329,13 @@ class Draft:
                         highest -= 1
                     continue
                 candidates_seen = True
-                key = _choice(rng, options)
-                count = self._abstract_cost(key, inter, remain, (set(), set()))
+                key = options[int(random() * len(options))]  # _choice
+                if diff == 1:  # _abstract_cost of a key of span 1, written out
+                    pair = key[:2]
+                    below = len(children.get(pair, ()))
+                    count = free.get(pair, 0) + (below - 1 if below > 1 else 1)
+                else:
+                    count = self._abstract_cost(key, set())
                 if diff == lowest and count > n:
                     fixed = min(n + n_fix, len(self.remain))
                     self._choose_edges(fixed)
@@ -241,12 +345,12 @@ class Draft:
                     if diff < highest:
                         previous, previous_count = key, count
                     else:
-                        self._take_abstract(key, inter, remain)
+                        self._take_abstract(key, remain)
                         n -= count
                         break
                 else:
                     if previous is not None:
-                        self._take_abstract(previous, inter, remain)
+                        self._take_abstract(previous, remain)
                     n -= previous_count
                     break
             if not candidates_seen:  # nothing left to add (the released loop would spin here)
@@ -256,22 +360,41 @@ class Draft:
         self.n_op_min = m - n_fix + fixed
 
     def _choose_edges(self, count: int) -> None:
-        for i, j, k in _sample(self.rng, self.remain, count):
-            self.chosen.append((INSTANCE, i, j, k))
-            self.remain.remove((i, j, k))
+        """`count` random edges of `remain` join `chosen` (remain keeps its order)."""
+        if count <= 0:  # (no draws either way)
+            return
+        picked = _sample(self.rng, self.remain, count)
+        self.chosen += [(INSTANCE, i, j, k) for i, j, k in picked]
+        picked_set = set(picked)
+        self.remain = [edge for edge in self.remain if edge not in picked_set]
 
     def setup_template(self) -> None:
         """The template over the chosen parameters: each abstract one depends on its structure."""
-        self.nodes: list = list(self.chosen)
-        self.preds: dict = {param: [] for param in self.chosen}
-        for kind, i, j, k in self.chosen:
-            if kind == ABSTRACT:
-                kids = self._kids(i, j)
+        nodes = self.nodes = list(self.chosen)
+        preds = self.preds = {param: [] for param in self.chosen}
+        children = self.children
+        for param in self.chosen:
+            kind, i, j, k = param
+            if kind != ABSTRACT:
+                continue
+            kids = children.get((i, j), ())
+            sources = preds[param]
+            # _add_edge(source, param) written out (param is a node already)
+            for x in kids:
+                source = (INSTANCE, i, j, x)
+                if source not in preds:
+                    preds[source] = []
+                    nodes.append(source)
+                if source not in sources:
+                    sources.append(source)
+            if k - i > 1:
                 for x in kids:
-                    self._add_edge((INSTANCE, i, j, x), (ABSTRACT, i, j, k))
-                if k - i > 1:
-                    for x in kids:
-                        self._add_edge((ABSTRACT, i + 1, x, k), (ABSTRACT, i, j, k))
+                    source = (ABSTRACT, i + 1, x, k)
+                    if source not in preds:
+                        preds[source] = []
+                        nodes.append(source)
+                    if source not in sources:
+                        sources.append(source)
 
     def _add_node(self, param) -> None:
         if param not in self.preds:
@@ -279,10 +402,17 @@ class Draft:
             self.nodes.append(param)
 
     def _add_edge(self, source, target) -> None:
-        self._add_node(source)
-        self._add_node(target)
-        if source not in self.preds[target]:
-            self.preds[target].append(source)
+        """source -> target, adding either as a node first if new (_add_node written out)."""
+        preds = self.preds
+        if source not in preds:
+            preds[source] = []
+            self.nodes.append(source)
+        sources = preds.get(target)
+        if sources is None:
+            sources = preds[target] = []
+            self.nodes.append(target)
+        if source not in sources:
+            sources.append(source)
 
     # -- step 4: solution order ----------------------------------------------------------------
 
@@ -290,27 +420,32 @@ class Draft:
         """The released `reasonable_sort`: False when the order gets stuck (a new structure is
         then drawn). Sets `self.order`, the solution order with the question last."""
         rng = self.rng
-        p0 = rng.random()
+        random = rng.random
+        p0 = random()
         bias = abs(rng.gauss(0.0, 1.0))
-        out_degree = dict.fromkeys(self.nodes, 0)
-        for node in self.nodes:
-            for source in self.preds[node]:
+        # The released weight of a node is exp(score) ** bias; the three powers are computed once
+        # (the same float expressions, so the same weights).
+        powers = (_EXP[0] ** bias, _EXP[1] ** bias, _EXP[2] ** bias)
+        nodes, preds = self.nodes, self.preds
+        out_degree = dict.fromkeys(nodes, 0)
+        for sources in preds.values():  # (the same keys as nodes)
+            for source in sources:
                 out_degree[source] += 1
-        sinks = [node for node in self.nodes if out_degree[node] == 0]
+        sinks = [node for node in nodes if out_degree[node] == 0]
         in_sinks = set(sinks)
         stack: set = set()  # only membership matters
-        remain = list(self.nodes)
+        remain = list(nodes)
         picks: list = []
+        pool = sinks  # the first pick: any sink; later ones: a sink in the stack
         while remain:
-            pool = sinks if not picks else [node for node in sinks if node in stack]
             if not pool:
                 return False
-            picked = _choice(rng, pool)
+            picked = pool[int(random() * len(pool))]  # _choice
             picks.append(picked)
             remain.remove(picked)
             sinks.remove(picked)
             in_sinks.discard(picked)
-            for source in self.preds[picked]:
+            for source in preds[picked]:
                 out_degree[source] -= 1
                 if out_degree[source] == 0:
                     sinks.append(source)
@@ -318,21 +453,37 @@ class Draft:
             stack.discard(picked)
             need_to_pick = in_sinks.isdisjoint(stack)
             if picked[0] == INSTANCE:
-                if (rng.random() < p0 or need_to_pick) and remain:
-                    pool = sinks if need_to_pick else remain
-                    weights = [_EXP[(node[0] == ABSTRACT) + (node not in stack)] ** bias for node in pool]
-                    extra = pool[_weighted_index(rng, weights)]
-                    self._add_edge(extra, picked)
+                if (random() < p0 or need_to_pick) and remain:
+                    if need_to_pick:  # among the sinks, none in the stack: score 1 or 2
+                        pool = sinks
+                        weights = [powers[(node[0] == ABSTRACT) + 1] for node in pool]
+                    else:
+                        pool = remain
+                        weights = [powers[(node[0] == ABSTRACT) + (node not in stack)] for node in pool]
+                    point, index = random() * sum(weights), len(weights) - 1  # _weighted_index
+                    for position, weight in enumerate(weights):
+                        point -= weight
+                        if point < 0:
+                            index = position
+                            break
+                    extra = pool[index]
+                    sources = preds[picked]  # _add_edge(extra, picked): both are nodes already
+                    if extra not in sources:
+                        sources.append(extra)
                     stack.add(extra)
+                    if need_to_pick:  # no sink was in the stack, so now only `extra` is
+                        pool = [extra]
+                        continue
             else:
-                stack.update(self.preds[picked])
+                stack.update(preds[picked])
+            pool = [node for node in sinks if node in stack]
         picks.reverse()
         self.order = picks
         return True
 
     def op_budget(self, s: int) -> int:
         """The released design's op count: n_op_min raised towards s as far as the order allows."""
-        room = [max(min(index + 1, _MAX_REFS) - 2, 0) if param[0] == INSTANCE else 0
+        room = [(0 if index < 2 else 1 if index == 2 else 2) if param[0] == INSTANCE else 0  # max(min(index + 1, 4) - 2, 0)
                 for index, param in enumerate(self.order)]
         self.room = room
         return self.n_op_min + min(max(self.n_op_min, s) - self.n_op_min, sum(room))
@@ -351,34 +502,36 @@ class Draft:
             if extra[index] == self.room[index]:
                 addable.remove(index)
         self._add_node(RNG)
-        self.used_edges: set = set()
-        for index, param in enumerate(self.order):
+        used = self.used_edges = set()
+        order, preds, add_edge, random = self.order, self.preds, self._add_edge, rng.random
+        for index, param in enumerate(order):
             if param[0] != INSTANCE:
                 continue
-            self.used_edges.add(param[1:])
-            pool = [RNG] + self.order[:index]
-            wanted = (1 if rng.random() < 0.5 else 2) if extra[index] == 0 else extra[index] + 2
+            used.add(param[1:])
+            pool = [RNG] + order[:index]
+            wanted = (1 if random() < 0.5 else 2) if extra[index] == 0 else extra[index] + 2
             wanted = min(wanted, index + 1, _MAX_REFS)
             if wanted != len(pool):
-                for source in self.preds[param]:
+                for source in preds[param]:
                     pool.remove(source)
                     wanted -= 1
-                if rng.random() < 0.5 and wanted > 0:
+                if random() < 0.5 and wanted > 0:
                     wanted -= 1
-                    self._add_edge(RNG, param)
+                    add_edge(RNG, param)
                     pool.remove(RNG)
-                pool = _sample(rng, pool, wanted)
+                pool = _sample_from(rng, pool, wanted)  # (pool is this step's own list)
             for source in pool:
-                self._add_edge(source, param)
+                add_edge(source, param)
 
     def fill_all(self) -> None:
         """The released `fill_all`: abstract parameters already computable join `chosen`."""
+        inter, used, children = self.inter, self.used_edges, self.children
         for upper in range(self.d - 1):
             for j in range(self.sizes[upper]):
-                kids = self._kids(upper, j)
-                if sum((upper, j, x) in self.used_edges for x in kids) == len(kids) and (upper, j, upper + 1) in self.inter:
-                    self.inter.remove((upper, j, upper + 1))
-                    self.chosen.append((ABSTRACT, upper, j, upper + 1))
+                key = (upper, j, upper + 1)
+                if key in inter and all([(upper, j, x) in used for x in children.get((upper, j), ())]):
+                    inter.remove(key)
+                    self.chosen.append((ABSTRACT,) + key)
         for upper in range(self.d - 1):
             self._fill_upper(upper, range(upper + 2, self.d))
 
@@ -387,58 +540,66 @@ class Draft:
     def design_unused(self) -> None:
         """Every remaining edge becomes a stated distractor (the released `design_unused`)."""
         rng = self.rng
-        self.stated = list(self.order)
+        random, remain, chosen, add_edge = rng.random, self.remain, self.chosen, self._add_edge
+        stated = self.stated = list(self.order)
+        # The abstract parameters in `stated` (_state_abstract's test, without scanning the list).
+        self._stated_abstract = {param for param in stated if param[0] == ABSTRACT}
         independent: list = []
-        while self.remain:
-            i, j, k = _choice(rng, self.remain)
-            param = (INSTANCE, i, j, k)
+        while remain:
+            edge = remain[int(random() * len(remain))]  # _choice
+            param = (INSTANCE,) + edge
             self._add_node(param)
-            alone = rng.random() < 0.5
-            pool = independent if alone else self.chosen
+            alone = random() < 0.5
+            pool = independent if alone else chosen
             wanted, most = 1, min(len(pool) + 1, _MAX_REFS)
-            while wanted < most and rng.random() > 0.5:
+            while wanted < most and random() > 0.5:
                 wanted += 1
             if wanted == len(pool) + 1:
-                self._add_edge(RNG, param)
+                add_edge(RNG, param)
                 sources = list(pool)
             else:
-                if rng.random() < 0.5:
-                    self._add_edge(RNG, param)
+                if random() < 0.5:
+                    add_edge(RNG, param)
                     wanted -= 1
                 sources = _sample(rng, pool, wanted)
             for source in sources:
-                self._add_edge(source, param)
-                self._state_abstract(source)
-            self.remain.remove((i, j, k))
-            self.chosen.append(param)
+                add_edge(source, param)
+                if source[0] == ABSTRACT:
+                    self._state_abstract(source)
+            remain.remove(edge)
+            chosen.append(param)
             self._fill_chosen(param)
             if alone:
                 independent.append(param)
-            self.stated.append(param)
+            stated.append(param)
 
     def _state_abstract(self, param) -> None:
         """The released `add_param`: an abstract dependency joins the template with its structure."""
         kind, i, j, k = param
-        if kind != ABSTRACT or param in self.stated:
+        if kind != ABSTRACT or param in self._stated_abstract:
             return
         for x in self._kids(i, j):
             self._add_edge((INSTANCE, i, j, x), param)
             if k != i + 1:
                 self._add_edge((ABSTRACT, i + 1, x, k), param)
-                if (ABSTRACT, i + 1, x, k) not in self.stated:
+                if (ABSTRACT, i + 1, x, k) not in self._stated_abstract:
                     self._state_abstract((ABSTRACT, i + 1, x, k))
         self.stated.append(param)
+        self._stated_abstract.add(param)
 
     def _fill_chosen(self, param) -> None:
         """The released `fill_chosen`: abstract parameters the new edge makes computable."""
         _, i, j, _ = param
-        self.used_edges.add(param[1:])
-        kids = self._kids(i, j)
-        if sum((i, j, x) in self.used_edges for x in kids) != len(kids):
-            return
+        used = self.used_edges
+        used.add(param[1:])
+        kids = self.children.get((i, j), ())
+        for x in kids:
+            if (i, j, x) not in used:
+                return
         self._move_to_chosen((i, j, i + 1))
+        inter = self.inter
         for lower in range(i + 2, self.d):
-            if any((i + 1, x, lower) in self.inter for x in kids):
+            if any((i + 1, x, lower) in inter for x in kids):
                 break
             self._move_to_chosen((i, j, lower))
         for upper in range(i - 1, -1, -1):
@@ -449,13 +610,19 @@ class Draft:
         `upper` whose own count is known moves its count of `lower` to `chosen`, until the first
         such item with a child whose count of `lower` is still unknown; that ends the scan of this
         upper layer (the released loops' `stuck` flag, which no later layer resets)."""
+        inter, children, chosen = self.inter, self.children, self.chosen
+        items = range(self.sizes[upper])
         for lower in lowers:
-            for item in range(self.sizes[upper]):
-                if (upper, item, upper + 1) in self.inter:
+            for item in items:
+                if (upper, item, upper + 1) in inter:
                     continue
-                if any((upper + 1, x, lower) in self.inter for x in self._kids(upper, item)):
-                    return
-                self._move_to_chosen((upper, item, lower))
+                for x in children.get((upper, item), ()):
+                    if (upper + 1, x, lower) in inter:
+                        return
+                key = (upper, item, lower)
+                if key in inter:  # _move_to_chosen
+                    inter.remove(key)
+                    chosen.append((ABSTRACT, upper, item, lower))
 
     def _move_to_chosen(self, key) -> None:
         if key in self.inter:
@@ -477,6 +644,8 @@ def draft_with_order(rng: random.Random, d: int, w0: int, w1: int, e: int, p: fl
 
 
 def _weighted_index(rng: random.Random, weights) -> int:
+    """An index drawn with probability proportional to `weights`. (The hot loops write this out,
+    or an exact shortcut of it, where the comments say so; this is the draw they reproduce.)"""
     point = rng.random() * sum(weights)
     for index, weight in enumerate(weights):
         point -= weight

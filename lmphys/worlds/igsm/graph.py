@@ -157,24 +157,33 @@ def abstract_value(children: dict, values: dict, param: Param) -> int:
     """An abstract parameter's value from the values of the parameters below it."""
     _, i, j, k = param
     total = 0
-    for x in children.get((i, j), ()):
-        term = values[(INSTANCE, i, j, x)]
-        if k > i + 1:
-            term = apply_operator("*", term, values[(ABSTRACT, i + 1, x, k)])
-        total = apply_operator("+", total, term)
+    # apply_operator written out: this runs for every abstract parameter of every world drawn.
+    if k > i + 1:
+        for x in children.get((i, j), ()):
+            total = (total + values[(INSTANCE, i, j, x)] * values[(ABSTRACT, i + 1, x, k)] % MOD) % MOD
+    else:
+        for x in children.get((i, j), ()):
+            total = (total + values[(INSTANCE, i, j, x)]) % MOD
     return total
 
 
 def sentence_value(sentence: Sentence, values: dict) -> int:
     """An instance parameter's value from its sentence and the values of its references."""
-    if sentence.combine == "constant":
+    combine = sentence.combine
+    if combine == "constant":
         return sentence.number % MOD
-    operator = "-" if sentence.combine == "diff" else "+"
-    inner = values[sentence.refs[0]]
-    for ref in sentence.refs[1:]:
-        inner = apply_operator(operator, inner, values[ref])
-    if sentence.modifier:
-        return apply_operator("+" if sentence.modifier == "add" else "*", sentence.number, inner)
+    refs = sentence.refs
+    inner = values[refs[0]]
+    # apply_operator written out (as in abstract_value)
+    if combine == "diff":
+        for ref in refs[1:]:
+            inner = (inner - values[ref]) % MOD
+    else:
+        for ref in refs[1:]:
+            inner = (inner + values[ref]) % MOD
+    modifier = sentence.modifier
+    if modifier:
+        return (sentence.number + inner) % MOD if modifier == "add" else (sentence.number * inner) % MOD
     return inner
 
 

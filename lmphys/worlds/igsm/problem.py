@@ -76,8 +76,11 @@ class Problem:
 
     @functools.cached_property
     def problem_ids(self) -> list[int]:
-        renderer = _renderer()
-        return [token for param in self.world.sentence_order for token in renderer.problem_sentence(self.world, param)]
+        sentence, world = _renderer().problem_sentence, self.world
+        ids: list[int] = []
+        for param in world.sentence_order:
+            ids += sentence(world, param)
+        return ids
 
     @functools.cached_property
     def question_ids(self) -> list[int]:
@@ -156,43 +159,46 @@ def in_split(template: int, split: str, bins: str = "paper") -> bool:
 
 
 def sketch_bin(ids: list[int]) -> int:
-    """The released template hash of a solution's step tokens (the module docstring)."""
-    kinds, texts = _sketch_tokens()
+    """The released template hash of a solution's step tokens (the module docstring).
+
+    The sketch is the words joined by spaces, with each "." or ";" written as a "." attached to
+    the word before it; it is built here as one piece per token (" word", or "."), which joins to
+    the same string."""
+    pieces, define_id, layer_ids = _sketch_tokens()
     renamed: dict[int, str] = {}
-    parts: list[str] = []
-    position = 0
-    while position < len(ids):
+    out: list[str] = []
+    position, size = 0, len(ids)
+    while position < size:
         token = ids[position]
-        kind = kinds[token]
-        if kind == "define":  # "Define <item> 's <other>": Inter when <other> is a layer's name
-            parts += ["Define", "Inter" if kinds[ids[position + 3]] == "layer" else "Inst"]
-            position += 4
-            continue
-        if kind == "letter":
-            parts.append(renamed.setdefault(token, LETTERS[len(renamed)]))
-        elif kind == "number":
-            parts.append("0")
-        elif kind == "stop":
-            parts[-1] += "."
-        else:
-            parts.append(texts[token])
+        piece = pieces[token]
+        if piece is not None:  # a word, a number (" 0") or a stop (".")
+            out.append(piece)
+        elif token == define_id:  # "Define <item> 's <other>": Inter when <other> is a layer's name
+            out.append(" Define Inter" if ids[position + 3] in layer_ids else " Define Inst")
+            position += 3
+        else:  # a letter: renamed a, b, ... in order of first appearance
+            letter = renamed.get(token)
+            if letter is None:
+                letter = renamed[token] = " " + LETTERS[len(renamed)]
+            out.append(letter)
         position += 1
-    return int(hashlib.sha256((" " + " ".join(parts)).encode()).hexdigest(), 16) % MOD
+    return int(hashlib.sha256("".join(out).encode()).hexdigest(), 16) % MOD
 
 
 @functools.lru_cache(maxsize=1)
-def _sketch_tokens() -> tuple[list[str], tuple[str, ...]]:
-    """Per token id: how the sketch treats it, and its text."""
+def _sketch_tokens() -> tuple[list[str | None], int, frozenset[int]]:
+    """Per token id its sketch piece (None for letters and "Define", which depend on what follows
+    or came before), the id of "Define", and the ids of layer names (no layer name is also a
+    letter, number or punctuation token, so these are the tokens the release reads as layers)."""
     tok = tokenizer()
     hierarchies, _ = categories()
     layers = {layer for names in hierarchies for layer in names}
     letters, numbers = set(LETTERS), {str(n) for n in range(MOD)}
-    kinds = []
+    pieces: list[str | None] = []
     for token in tok.vocab:
-        kinds.append("define" if token == "Define" else "letter" if token in letters else
-                     "number" if token in numbers else "stop" if token in (";", ".") else
-                     "layer" if token in layers else "word")
-    return kinds, tok.vocab
+        pieces.append(None if token == "Define" or token in letters else " 0" if token in numbers else
+                      "." if token in (";", ".") else " " + token)
+    return pieces, tok.ids["Define"], frozenset(tok.ids[layer] for layer in layers)
 
 
 def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str = "pq", reask: bool = False,
@@ -228,47 +234,57 @@ def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str
         draft.design_unused()
         stated = [param for param in draft.stated if param[0] == INSTANCE]
         rng.shuffle(stated)
-        world = _world(draft, draft.stated, stated, rng, world.sentences)
+        world = _world(draft, draft.stated, stated, rng, world.sentences,
+                       {param: world.values[param] for param in draft.order})
         problem = Problem(world, world.solution, tuple(ids), tuple(ends), letters, fmt, difficulty, template)
         return _reask(problem, rng) if reask else problem
     raise DataError(f"could not draw a {difficulty} problem with op = {target} in the {split} split: "
                     "ops this large need a harder difficulty")
 
 
-def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, drawn: dict | None = None) -> World:
+def _world(draft: construct.Draft, params, sentence_order, rng: random.Random, drawn: dict | None = None,
+           known: dict | None = None) -> World:
     """The world over `params` (the solution's, or the whole template, in a topological order):
     each instance parameter's sentence (numbers drawn as the released `Problem.parse` draws them,
     unless already `drawn`) and its value; once every edge is stated, every abstract parameter's
     value too (deepest layer first, so each comes after those it counts)."""
     sentences = dict(drawn or {})
-    values: dict = {}
-    children = {key: tuple(kids) for key, kids in draft.children.items()}
+    # The values of the solution's parameters, when known: the same sentences give the same values
+    # (its parameters come first in `params`, so the dict's order is kept too).
+    values: dict = dict(known or {})
+    children, all_preds = draft.children, draft.preds
     for param in params:
-        if param == RNG:
+        if param in values or param == RNG:
             continue
         if param[0] == INSTANCE:
-            if param not in sentences:
-                sentences[param] = _sentence(draft.preds[param], rng)
-            values[param] = sentence_value(sentences[param], values)
+            sentence = sentences.get(param)
+            if sentence is None:
+                sentence = sentences[param] = _sentence(all_preds[param], rng)
+            values[param] = sentence_value(sentence, values)
         else:
             values[param] = abstract_value(children, values, param)
     if len(sentences) == len(draft.edge_list):
         for i in range(draft.d - 2, -1, -1):
             for j in range(draft.sizes[i]):
                 for k in range(i + 1, draft.d):
-                    if (ABSTRACT, i, j, k) not in values:
-                        values[(ABSTRACT, i, j, k)] = abstract_value(children, values, (ABSTRACT, i, j, k))
-    preds = {param: tuple(draft.preds[param]) for param in params if param != RNG}
+                    key = (ABSTRACT, i, j, k)
+                    if key not in values:
+                        values[key] = abstract_value(children, values, key)
+    preds = {param: tuple(all_preds[param]) for param in params if param != RNG}
     return World(draft.hierarchy, tuple(draft.layers), draft.items, frozenset(draft.edge_list), preds, sentences,
                  values, tuple(draft.order), tuple(sentence_order))
 
 
+_CONSTANTS = tuple(Sentence("", number, "constant", ()) for number in range(MOD))  # shared: sentences are frozen
+
+
 def _sentence(preds: list, rng: random.Random) -> Sentence:
-    refs = tuple(dep for dep in preds if dep != RNG)
+    has_rng = RNG in preds  # (a dependency is listed once)
+    refs = tuple([dep for dep in preds if dep != RNG]) if has_rng else tuple(preds)
     if not refs:
-        return Sentence("", int(rng.random() * MOD), "constant", ())
+        return _CONSTANTS[int(rng.random() * MOD)]
     modifier, number = "", 0
-    if len(refs) < len(preds):  # a random number among the dependencies
+    if has_rng:  # a random number among the dependencies
         if rng.random() < 0.5:
             modifier, number = "add", int(rng.random() * MOD)
         else:

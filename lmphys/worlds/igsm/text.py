@@ -145,30 +145,41 @@ class Renderer:
         words = ("The number of", "more than", "times as much as", "the sum of", "the difference of",
                  "How many", "equals", "and", "does", "have", "Define", "as", "so")
         self.w = {phrase: [tok.ids[word] for word in phrase.split()] for phrase in words}
+        self._opening = self.w["The number of"] + [self.each_id]  # of every problem sentence
+        self._semicolon, self._stop, self._equals = tok.ids[";"], tok.ids["."], tok.ids["="]
 
     def name(self, world: World, param) -> list[int]:
-        item, other = world.name(param)
-        return [self.id[item], self.s_id, self.id[other]]
+        """"item 's other" (World.name written out: this runs for every name of every sentence)."""
+        kind, i, j, k = param
+        items, ids = world.items, self.id
+        return [ids[items[i][j]], self.s_id, ids[items[i + 1][k] if kind == INSTANCE else world.layers[k]]]
 
     def problem_sentence(self, world: World, param) -> list[int]:
         sentence = world.sentences[param]
-        ids = self.w["The number of"] + [self.each_id] + self.name(world, param) + self.w["equals"]
+        w, name, each = self.w, self.name, self.each_id
+        ids = self._opening + name(world, param) + w["equals"]
         if sentence.combine == "constant":
-            return ids + [self.numbers[sentence.number], self.id["."]]
+            ids += [self.numbers[sentence.number], self.id["."]]
+            return ids
         if sentence.modifier:
-            ids += [self.numbers[sentence.number]] + self.w["more than" if sentence.modifier == "add" else "times as much as"]
-        refs = [[self.each_id] + self.name(world, ref) for ref in sentence.refs]
+            ids.append(self.numbers[sentence.number])
+            ids += w["more than" if sentence.modifier == "add" else "times as much as"]
+        refs = sentence.refs
         if sentence.combine == "single":
-            ids += refs[0]
-        else:
-            ids += self.w["the difference of" if sentence.combine == "diff" else "the sum of"]
+            ids.append(each)
+            ids += name(world, refs[0])
+        else:  # "A, B and C"
+            ids += w["the difference of" if sentence.combine == "diff" else "the sum of"]
+            last = len(refs) - 1
             for position, ref in enumerate(refs):
-                if position == len(refs) - 1:
-                    ids += self.w["and"]
-                elif position < len(refs) - 2:
-                    ref = ref + [self.id[","]]
-                ids += ref
-        return ids + [self.id["."]]
+                if position == last:
+                    ids += w["and"]
+                ids.append(each)
+                ids += name(world, ref)
+                if position < last - 1:
+                    ids.append(self.id[","])
+        ids.append(self.id["."])
+        return ids
 
     def question(self, world: World, param) -> list[int]:
         item, other = world.name(param)
@@ -181,8 +192,9 @@ class Renderer:
         letter: dict = {}
         ids: list[int] = []
         ends: list[int] = []
+        step = self.step
         for param in steps:
-            ids += self.step(world, param, letter, pool, rng)
+            ids += step(world, param, letter, pool, rng)
             ends.append(len(ids) - 1)
         return ids, ends, letter
 
@@ -192,10 +204,17 @@ class Renderer:
         hint, cal, value = self._terms(definition(world, param), world, letter, pool, rng, helpers)
         own = pool.pop(rng.randrange(len(pool)))
         letter[param] = own
-        ids = self.w["Define"] + self.name(world, param) + self.w["as"] + [own, self.id[";"]]
+        w, semicolon = self.w, self._semicolon
+        ids = w["Define"] + self.name(world, param)
+        ids += w["as"]
+        ids += (own, semicolon)
         for helper in helpers:
-            ids += helper + [self.id[";"]]
-        return ids + self.w["so"] + self._equation(own, hint, cal, value) + [self.id["."]]
+            ids += helper
+            ids.append(semicolon)
+        ids += w["so"]
+        ids += self._equation(own, hint, cal, value)
+        ids.append(self._stop)
+        return ids
 
     def _terms(self, expression: Expression, world: World, letter: dict, pool: list[int], rng: random.Random,
                helpers: list[list[int]]) -> tuple[list[int], list[int] | None, int]:
@@ -229,13 +248,16 @@ class Renderer:
 
     def _equation(self, lhs: int, hint: list[int], cal: list[int] | None, value: int) -> list[int]:
         """lhs = hint [= cal] = value, with the hint and numeric parts left out where empty."""
-        equals = self.id["="]
+        equals = self._equals
         ids = [lhs, equals]
         if hint:
-            ids += hint + [equals]
+            ids += hint
+            ids.append(equals)
         if cal:
-            ids += cal + [equals]
-        return ids + [self.numbers[value]]
+            ids += cal
+            ids.append(equals)
+        ids.append(self.numbers[value])
+        return ids
 
     def answer(self, value: int) -> list[int]:
         return [self.tok.ans_id, self.numbers[value]]
