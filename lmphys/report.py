@@ -41,9 +41,14 @@ _PREFERRED = (
     "eval.answer_ood",
     "eval.finished_id",
     "eval.finished_ood",
+    "eval.acc",
+    "eval.acc_strict",
     "eval.token_accuracy",
     "eval.loss",
 )
+# Part 4.1's accuracy curves (by hop count, depth, ancestor count, expression length), shown after
+# the preferred columns when present, in numeric order (acc_k2 before acc_k16).
+_CURVE_PREFIXES = ("eval.acc_k", "eval.acc_depth", "eval.acc_anc", "eval.acc_len")
 
 
 def _flat(tree: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -112,9 +117,16 @@ def columns(rows: list[dict[str, Any]], include: tuple[str, ...] = ()) -> list[s
     """Table columns: trial and status, the preferred metrics present, then `include` patterns."""
     present = {name for row in rows for name in row}
     chosen = ["trial", "status"] + [name for name in _PREFERRED if name in present]
+    for prefix in _CURVE_PREFIXES:
+        chosen += sorted((name for name in present if name.startswith(prefix)), key=_natural)
     for pattern in include:
         chosen += sorted(name for name in present if name.startswith(pattern) and name not in chosen)
     return chosen
+
+
+def _natural(name: str) -> tuple:
+    """Sort key reading the digit runs of `name` as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def _cell(value: Any) -> str:

@@ -176,3 +176,9 @@ def test_report_script_writes_mean_table_and_size_plots(full_sweep):
     with open(os.path.join(full_sweep, "results.csv")) as handle:
         header, *rows = handle.read().splitlines()
     assert len(rows) == 17 and "overrides" not in header
+
+
+def test_part4_accuracy_curves_are_columns_in_numeric_order():
+    rows = [{"trial": "a", "status": "done", "eval.loss": 1.0, "eval.acc": 0.5, "eval.acc_k16": 0.1, "eval.acc_k2": 0.4,
+             "eval.acc_k1": 0.9, "eval.eval_queries": 320.0}]
+    assert report.columns(rows) == ["trial", "status", "eval.acc", "eval.loss", "eval.acc_k1", "eval.acc_k2", "eval.acc_k16"]
