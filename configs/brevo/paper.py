@@ -51,12 +51,7 @@ def get_config(arg: str = "brevo1") -> ml_collections.ConfigDict:
     part4.apply_shape(config.model, shape or "8L512D")
     config.model.max_len = config.task.seq_len
 
-    config.optim.learning_rate = 1e-3
-    config.optim.b1, config.optim.b2, config.optim.eps = 0.9, 0.98, 1e-6
-    config.optim.weight_decay = 0.03
-    config.optim.warmup_steps = 1000
-    config.optim.schedule = "cosine"
-    config.optim.final_lr_fraction = 0.1
+    part4.apply_optimizer(config.optim, learning_rate=1e-3, weight_decay=0.03, warmup_steps=1000)
 
     config.train.steps = steps_of[size]
     config.train.log_every_seconds = 30.0

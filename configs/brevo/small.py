@@ -41,12 +41,7 @@ def get_config(arg: str = "brevo1") -> ml_collections.ConfigDict:
         part4.apply_shape(config.model, shape, head_dim=32)
     config.model.max_len = config.task.seq_len
 
-    config.optim.learning_rate = 1e-3
-    config.optim.b1, config.optim.b2, config.optim.eps = 0.9, 0.98, 1e-6
-    config.optim.weight_decay = 0.03
-    config.optim.warmup_steps = 100
-    config.optim.schedule = "cosine"
-    config.optim.final_lr_fraction = 0.1
+    part4.apply_optimizer(config.optim, learning_rate=1e-3, weight_decay=0.03, warmup_steps=100)
 
     config.train.steps = 2000
     config.train.eval_every = 500

@@ -43,12 +43,7 @@ def get_config(arg: str = "mano") -> ml_collections.ConfigDict:
     part4.apply_shape(config.model, shape or "8L512D")
     config.model.max_len = config.task.seq_len
 
-    config.optim.learning_rate = 3e-4
-    config.optim.b1, config.optim.b2, config.optim.eps = 0.9, 0.98, 1e-6
-    config.optim.weight_decay = 0.1
-    config.optim.warmup_steps = 1000
-    config.optim.schedule = "cosine"
-    config.optim.final_lr_fraction = 0.1
+    part4.apply_optimizer(config.optim, learning_rate=3e-4, weight_decay=0.1, warmup_steps=1000)
 
     config.train.steps = STEPS[size]
     config.train.log_every_seconds = 30.0

@@ -8,7 +8,8 @@ or without Canon layers and its position schemes (its Figures 7/14 compare these
     nope+canon    NoPE with Canon-ABCD
 
 A shape "<layers>L<width>D" (e.g. 8L512D, 12L768D) sets layers and width with 64-dim heads, as in the paper.
-Part 4.1's world configs (configs/depo, brevo, mano) take these names in their argument.
+Part 4.1's world configs (configs/depo, brevo, mano) take these names in their argument, and share
+its optimizer recipe (`apply_optimizer`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def apply_architecture(model: ml_collections.ConfigDict, name: str) -> None:
     model.position = "none" if position == "nope" else "rope"
     model.rope_fraction = 0.25 if position == "rope4" else 1.0
     model.canon = "ABCD" if name.endswith("+canon") else ""
+
+
+def apply_optimizer(optim: ml_collections.ConfigDict, learning_rate: float, weight_decay: float,
+                    warmup_steps: int) -> None:
+    """Part 4.1's synthetic-task recipe (App. A) on a config.optim: AdamW (0.9, 0.98), eps 1e-6,
+    linear warmup, then cosine decay to 10% of the peak rate."""
+    optim.learning_rate, optim.weight_decay, optim.warmup_steps = learning_rate, weight_decay, warmup_steps
+    optim.b1, optim.b2, optim.eps = 0.9, 0.98, 1e-6
+    optim.schedule, optim.final_lr_fraction = "cosine", 0.1
 
 
 def apply_shape(model: ml_collections.ConfigDict, shape: str, head_dim: int = 64) -> None:
