@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Batch(NamedTuple):
@@ -146,3 +147,19 @@ def pack_left_aligned(draw: Callable[[], Any], width: int) -> Packed:
         tokens.extend(instance.tokens)
         labels.extend(instance.labels)
     return Packed(tokens[:width], labels[:width], placed)
+
+
+def windows_batch(window: Callable[[int], Packed], batch_size: int, seq_len: int, seed: int, step: int,
+                  held_out: bool = False, rows: slice | None = None) -> Batch:
+    """A host batch of packed windows (numpy [rows, seq_len]): row r of batch `step` of data
+    stream `seed` is `window(row seed)`, a window of seq_len + 1 tokens from its own
+    random.Random seed, so any subset of rows (a host's share) is the same as in the whole batch;
+    `held_out` draws from a separate seed range (Part 4.1's Depo, Brevo and Mano tasks)."""
+    indices = range(batch_size)[rows or slice(None)]
+    tokens = np.zeros((len(indices), seq_len + 1), np.int32)
+    labels = np.zeros((len(indices), seq_len + 1), np.float32)
+    for position, row in enumerate(indices):
+        row_seed = (((int(seed) % (1 << 31)) * 2 + int(held_out)) << 48) | (int(step) << 20) | int(row)
+        packed = window(row_seed)
+        tokens[position], labels[position] = packed.tokens, packed.labels
+    return Batch(tokens[:, :-1], tokens[:, 1:], labels[:, 1:])

@@ -21,7 +21,7 @@ import numpy as np
 
 from lmphys.config import require, require_fields
 from lmphys.errors import DataError
-from lmphys.worlds.base import Batch, ModelFns, pack_left_aligned
+from lmphys.worlds.base import Batch, ModelFns, pack_left_aligned, windows_batch
 from lmphys.worlds.depo import data
 from lmphys.worlds.depo.text import Tokenizer
 
@@ -85,9 +85,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     validate(config.task)
 
 
-def row_seed(seed: int, step: int, row: int, held_out: bool) -> int:
-    return (((int(seed) % (1 << 31)) * 2 + int(held_out)) << 48) | (int(step) << 20) | int(row)
-
 
 class DepoTask:
     """Depo windows made on the host from (seed, step, row); plain fields only, so worker
@@ -119,13 +116,8 @@ class DepoTask:
 
     def host_batch(self, seed: int, step: int, held_out: bool = False, rows: slice | None = None) -> Batch:
         """Batch `step` of data stream `seed` (numpy [rows, seq_len]); `held_out`: test instances."""
-        indices = range(self.batch_size)[rows or slice(None)]
-        tokens = np.zeros((len(indices), self.seq_len + 1), np.int32)
-        labels = np.zeros((len(indices), self.seq_len + 1), np.float32)
-        for position, row in enumerate(indices):
-            packed = self.window(row_seed(seed, step, row, held_out), test=held_out)
-            tokens[position], labels[position] = packed.tokens, packed.labels
-        return Batch(tokens[:, :-1], tokens[:, 1:], labels[:, 1:])
+        window = lambda row_seed: self.window(row_seed, test=held_out)
+        return windows_batch(window, self.batch_size, self.seq_len, seed, step, held_out, rows)
 
     def batch(self, key: jax.Array, data=None) -> Batch:
         raise DataError("Depo batches are made on the host: the loop calls host_batch(seed, step)")

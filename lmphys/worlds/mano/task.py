@@ -21,7 +21,7 @@ import numpy as np
 
 from lmphys.config import require, require_fields
 from lmphys.errors import DataError
-from lmphys.worlds.base import Batch, ModelFns, pack_left_aligned
+from lmphys.worlds.base import Batch, ModelFns, pack_left_aligned, windows_batch
 from lmphys.worlds.mano import data
 from lmphys.worlds.mano.text import Tokenizer
 
@@ -92,9 +92,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     validate(config.task)
 
 
-def row_seed(seed: int, step: int, row: int, held_out: bool) -> int:
-    return (((int(seed) % (1 << 31)) * 2 + int(held_out)) << 48) | (int(step) << 20) | int(row)
-
 
 class ManoTask:
     """Mano windows made on the host from (seed, step, row); plain fields only, so worker
@@ -123,13 +120,9 @@ class ManoTask:
 
     def host_batch(self, seed: int, step: int, held_out: bool = False, rows: slice | None = None) -> Batch:
         """Batch `step` of data stream `seed` (numpy [rows, seq_len]); `held_out`: length L only."""
-        indices = range(self.batch_size)[rows or slice(None)]
-        tokens = np.zeros((len(indices), self.seq_len + 1), np.int32)
-        labels = np.zeros((len(indices), self.seq_len + 1), np.float32)
-        for position, row in enumerate(indices):
-            packed = self.window(row_seed(seed, step, row, held_out), (self.spec.max_ops,) if held_out else None)
-            tokens[position], labels[position] = packed.tokens, packed.labels
-        return Batch(tokens[:, :-1], tokens[:, 1:], labels[:, 1:])
+        lengths = (self.spec.max_ops,) if held_out else None
+        return windows_batch(lambda row_seed: self.window(row_seed, lengths), self.batch_size, self.seq_len, seed, step,
+                             held_out, rows)
 
     def batch(self, key: jax.Array, data=None) -> Batch:
         raise DataError("Mano batches are made on the host: the loop calls host_batch(seed, step)")
