@@ -51,6 +51,9 @@ from lmphys.train import workdir as workdir_lib
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
 DEFAULT_MAX_MODELS_PER_JOB = 8
+# How often the main thread wakes while jobs train in worker threads, to run Python's signal
+# handlers (see _wait_hearing_signals).
+SIGNAL_POLL_SECONDS = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +287,9 @@ def run_sweep(
                 free_slices.put(devices)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel_jobs) as pool:
-            for future in [pool.submit(run_job, job) for job in to_run]:
+            futures = [pool.submit(run_job, job) for job in to_run]
+            _wait_hearing_signals(futures)
+            for future in futures:
                 future.result()
     if stop.received:
         log(f"sweep stopped by {stop.received}; rerun the same command to resume")
@@ -292,6 +297,17 @@ def run_sweep(
              for trial_id, value in status.items()}
     log(f"sweep {workdir}: trials: {board.counts()}")
     return final
+
+
+def _wait_hearing_signals(futures: list[concurrent.futures.Future]) -> None:
+    """Wait for every future, waking each SIGNAL_POLL_SECONDS. Python runs signal handlers in the
+    main thread only, when it next runs Python code; the kernel may hand SIGTERM to any thread (an
+    XLA worker, a job's thread), and a main thread blocked in a wait without a timeout would then
+    run the StopSignal handler only after the last job ended: a preempted sweep would train on
+    until SLURM's SIGKILL instead of saving a checkpoint."""
+    pending = set(futures)
+    while pending:
+        _, pending = concurrent.futures.wait(pending, timeout=SIGNAL_POLL_SECONDS)
 
 
 def _device_slices(parallel_jobs: int) -> list[list]:

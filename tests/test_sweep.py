@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import ml_collections
@@ -171,6 +172,26 @@ def _tiny(workdir):
     config = load_config_file(DEPTH_WIDTH, "tiny")
     config.workdir = str(workdir)
     return config
+
+
+def test_a_sigterm_that_the_kernel_hands_to_a_job_thread_still_stops_the_sweep(tmp_path):
+    """The kernel may deliver a process's SIGTERM to any of its threads, and Python runs the
+    handler in the main thread only: here the signal goes to the job's own thread, so the sweep
+    stops only if its main thread keeps waking while the job trains."""
+    config = make_sweep(tmp_path / "sweep", {"seed": [0]})
+    config.base.train.steps, config.base.train.checkpoint_every = 2000, 10_000
+    trial_dir = tmp_path / "sweep" / "trials" / "seed=0"
+    sent = {}
+
+    def log(line):
+        if "step 3/" in line and not sent:
+            sent["thread"] = threading.current_thread() is not threading.main_thread()
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    status = sweep.run_sweep(config, log=log)
+    assert sent == {"thread": True}, "the signal was not sent from the job's thread"
+    assert status == {"seed=0": "stopped"}
+    assert checkpoint.finished_steps(str(trial_dir))[-1] < 2000, "the sweep trained on to the end"
 
 
 def test_a_trial_that_diverges_is_failed_at_once_and_does_not_reset_its_stacked_partner(tmp_path):

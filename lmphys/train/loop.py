@@ -72,8 +72,9 @@ class RunSummary:
 
 class StopSignal:
     """Turns SIGTERM/SIGINT into a flag that loops check between steps. Handlers can only be
-    installed from the main thread; a sweep running jobs in threads enters one there and hands it
-    to every job."""
+    installed from the main thread, and they run there, so a sweep running jobs in threads enters
+    one in the main thread, hands it to every job, and keeps the main thread waking
+    (sweep._wait_hearing_signals)."""
 
     def __init__(self):
         self.received: str | None = None
