@@ -21,12 +21,16 @@ hold (`process_block`).
 
 A job of several processes (`initialize_distributed`: SLURM tasks, TPU hosts, or processes started
 by hand) sees one mesh over every process's devices. Values every process has (initial states, keys)
-are placed with `put`, values that live on other hosts are read with `fetch`.
+are placed with `put`, values that live on other hosts are read with `fetch`. It leaves the job with
+`shutdown_distributed` (registered at exit), which gives the coordinator's RPC service a quiet
+moment before it stops.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import time
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -39,6 +43,9 @@ from lmphys.errors import ConfigError
 AXES = ("models", "data", "fsdp")
 BATCH_ROWS = ("data", "fsdp")  # mesh axes the rows of a batch are split over
 DISTRIBUTED_MODES = ("auto", "on", "off")
+# How long the coordinator waits, after the job's shutdown barrier, before it stops the RPC
+# service: time for every other process to end its client (see shutdown_distributed).
+SERVICE_QUIET_SECONDS = 1.0
 
 
 def mesh_shape(parallel: ml_collections.ConfigDict, num_devices: int, num_models: int) -> tuple[int, int, int]:
@@ -250,9 +257,36 @@ def initialize_distributed(parallel: ml_collections.ConfigDict, log=print) -> bo
             "process_id": parallel.process_id,
         }
     jax.distributed.initialize(**kwargs)
+    # Runs before JAX's own exit handler (atexit calls the last registered first), which then
+    # finds the job already left.
+    atexit.register(shutdown_distributed)
     log(f"joined a {jax.process_count()}-host job as process {jax.process_index()}, "
         f"{jax.local_device_count()} local of {jax.device_count()} devices")
     return True
+
+
+def shutdown_distributed(quiet_seconds: float = SERVICE_QUIET_SECONDS) -> None:
+    """Leave the multi-process job: every process's client passes the job's shutdown barrier, and
+    then the coordinator (process 0, which hosts the RPC service) waits `quiet_seconds` before it
+    stops the service. JAX's own shutdown stops the service the moment its client is through the
+    barrier, while the other processes are still ending theirs (a last heartbeat, the cancelled
+    error poll); a call that reaches the gRPC server as it stops can abort the process in the
+    server's destructor (`Check failed: queue.Pop() == nullptr` in server.cc), after the run has
+    finished and written everything, so a complete job would exit with SIGABRT. Does nothing when
+    no job was joined or it was already left."""
+    if not jax.distributed.is_initialized():
+        return
+    from jax._src import distributed as jax_distributed  # the client and the service, one at a time
+
+    state = jax_distributed.global_state
+    service = getattr(state, "service", None)
+    if service is None:  # not the coordinator (or a JAX whose state is laid out otherwise)
+        jax.distributed.shutdown()
+        return
+    state.service = None  # so that jax.distributed.shutdown ends the client alone
+    jax.distributed.shutdown()
+    time.sleep(quiet_seconds)
+    service.shutdown()
 
 
 def is_primary() -> bool:
