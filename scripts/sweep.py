@@ -4,6 +4,9 @@ Trials that share shapes train stacked in one job; each trial writes <sweep work
 and its result.json. Rerunning the same command skips finished trials and resumes interrupted ones.
 
     --status                 print each trial's state from the files and exit (run it anywhere)
+    --estimate               validate every trial and print its size and estimated H100 hours
+                             (training steps at the PyTorch peer's H100 rate, lmphys/cost.py); exit
+                             1 if a trial is invalid
     --parallel_jobs=N        N jobs at once, each on 1/N of this host's devices
     --submit=slurm           submit the sweep as a SLURM array job, one task per unfinished stacked
                              job (resources from the config's `slurm` section, lmphys/cluster.py),
@@ -23,11 +26,13 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from lmphys import cli, cluster, parallel, sweep
+from lmphys import cli, cluster, cost, parallel, sweep
 from lmphys.errors import EXIT_FAILED, EXIT_STOPPED, ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=False)
 _STATUS = flags.DEFINE_bool("status", False, "Print the state of every trial and exit.")
+_ESTIMATE = flags.DEFINE_bool("estimate", False, "Validate every trial and print its size and estimated H100 hours; "
+                              "run nothing (lmphys/cost.py says how it is estimated).")
 _PARALLEL_JOBS = flags.DEFINE_integer("parallel_jobs", 1, "Jobs to run at once on slices of the local devices.",
                                       lower_bound=1)
 _SUBMIT = flags.DEFINE_enum("submit", None, ["slurm"], "Submit the sweep to a scheduler instead of running it here.")
@@ -77,6 +82,11 @@ def main(argv):
     if _STATUS.value:
         print("\n".join(sweep.status_lines(_CONFIG.value)))
         return 0
+    if _ESTIMATE.value:
+        costs = [cost.trial_cost(trial.trial_id, trial.config(_CONFIG.value.base, _CONFIG.value.workdir))
+                 for job in sweep.plan(_CONFIG.value) for trial in job.trials]
+        print("\n".join(cost.lines(costs)))
+        return EXIT_FAILED if any(item.error for item in costs) else 0
     if _SUBMIT.value:
         _submit()
         return 0

@@ -1,6 +1,6 @@
 """The layout keeps its promises (DESIGN.md): every import of every module, read from its source,
 goes down the layers `errors, config -> models, parallel -> probe -> worlds -> train -> sweep,
-report, perf -> scripts`; a world imports only itself, worlds/base.py and the layers below it
+report, perf, cost -> scripts`; a world imports only itself, worlds/base.py and the layers below it
 (never train/, sweep, report or scripts); no modules import each other in a circle; no module
 reaches into another's private names."""
 import ast
@@ -18,7 +18,7 @@ LAYERS = (
     ("lmphys.probe",),
     ("lmphys.worlds",),
     ("lmphys.train",),
-    ("lmphys.sweep", "lmphys.cluster", "lmphys.report", "lmphys.perf"),
+    ("lmphys.sweep", "lmphys.cluster", "lmphys.report", "lmphys.perf", "lmphys.cost"),
 )
 # What a world's modules may import besides their own world and lmphys.worlds.base.
 WORLD_MAY_IMPORT = ("lmphys.errors", "lmphys.config", "lmphys.models", "lmphys.probe")
