@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import os
 
@@ -46,22 +47,23 @@ class TrialCost:
     waits_on: str | None = None  # the pretraining run a fine-tune starts from, not trained yet
 
 
-def reference_rates() -> list[tuple[int, float]]:
+@functools.lru_cache(maxsize=1)
+def reference_rates() -> tuple[tuple[int, float], ...]:
     """(width, FLOP/s) of the peer on one H100, per reference shape with a measured rate, by width
-    (the widest shape of each width)."""
+    (the widest shape of each width). Computed once: every trial's estimate reads it."""
     rates: dict[int, float] = {}
     for shape in perf.REFERENCE_SHAPES:
         if shape.baseline_tokens_per_s is None:
             continue
         model = perf.model_config(shape, perf.Levers())
         rates[shape.width] = shape.baseline_tokens_per_s * transformer.flops_per_token(model, shape.seq_len)
-    return sorted(rates.items())
+    return tuple(sorted(rates.items()))
 
 
-def flop_rate(width: int, rates: list[tuple[int, float]] | None = None) -> float:
+def flop_rate(width: int) -> float:
     """FLOP/s on one H100 for a model of this width: the reference rates interpolated linearly in
     log(width), held at the ends."""
-    rates = rates or reference_rates()
+    rates = reference_rates()
     if width <= rates[0][0]:
         return rates[0][1]
     for (low, low_rate), (high, high_rate) in zip(rates, rates[1:]):
