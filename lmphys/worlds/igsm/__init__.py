@@ -15,8 +15,9 @@ Public API:
 Difficulties: "med" (the released IdGen(max_op=15, max_edge=20): training op <= 15, OOD ops 20-23),
 "hard" (IdGen(21, 28): op <= 21, OOD 28-32) and "small" (IdGen(4, 12), OOD 5-6: the CPU-sized world).
 
-Modules: graph (the world: structure, parameters, sentences, values mod 23), construct (how a world
-is drawn, step by step as released), text (tokenizer, sentences, solutions, retry mistakes), check
+Modules: graph (the world: structure, parameters, sentences, values mod 23), sizes, construct and design
+(how a world is drawn, step by step as released: sizes; structure, necessary parameters and order;
+dependencies and distractors), text (tokenizer, sentences, solutions, retry mistakes), check
 (the full-solution checker), problem (one problem, the split, reask), task (the training task),
 vprobe (Part 2.1's V-probing of a trained model).
 """

@@ -2,10 +2,10 @@
 `IdGen_PT.gen_param_light`, `Graph` and `Problem` of math_gen/), step by step, written for lmphys.
 Every step keeps the released semantics, including their quirks, so problems follow the released
 distributions (tests/test_igsm_stats.py compares them); randomness is one `random.Random`.
+Step 1 is sizes.py, steps 2-4 are here (`Draft`, `draft_with_order`), steps 5-6 are design.py.
 
-1. Sizes (`draw_sizes`): the op budget s (the target op, or min(t0, t1) of 1..max_op), n <= m <= s
-   (operations spent on abstract parameters, and all minimal ones), depth d and widths w0 <= w1 in
-   {2, 3, 4} from a softmax centred by s, the chance p of an extra item, and the edge count e.
+1. Sizes (`sizes.draw_sizes`): op budget s, n <= m <= s, depth d, widths w0 <= w1, extra-item
+   chance p and edge count e.
 2. Structure (`Draft.init`): layer sizes grown from w0 towards w1 until e edges fit; each lower
    item gets one random parent, then random extra edges up to e. Names (`draw_names`): a
    hierarchy, a window of d of its layers, one sub-category per layer, items sampled from it.
@@ -13,22 +13,19 @@ distributions (tests/test_igsm_stats.py compares them); randomness is one `rando
    abstract ones below it) while their op cost fits n, then m - n random edges.
 4. Solution order (`reasonable_sort`): picked backwards from a random sink, the question, through
    a stack of the picks' dependencies; an instance pick may get one extra dependency.
-5. Dependencies and op (`design`): n_op = n_op_min + min(max(n_op_min, s) - n_op_min, extra room);
-   each necessary instance parameter draws 1-4 dependencies among RNG and the earlier parameters.
-6. Distractors (`design_unused`): every other edge becomes a stated parameter over RNG and either
-   other distractors or anything computable so far; nothing necessary depends on them.
+5. Dependencies and op (`design.op_budget`, `design.design`).
+6. Distractors (`design.fill_all`, `design.design_unused`).
 
 Speed: the draws are the release's, in its order, and must stay so (tests/test_golden.py). The hot
-loops write small helpers out (`_below`, `_choice`, `_weighted_index`, `_add_edge`) and keep
-derived records beside the released ones (candidates per span, free edges per item, stated
-abstract parameters), each where a comment says what it reproduces; a change here is checked by
-hashing many problems before and after.
+loops write small helpers out (a uniform index as int(random() * count), `choice`, the weighted
+draw, `add_edge`) and keep derived records beside the released ones (candidates per span, free
+edges per item, stated abstract parameters), each where a comment says what it reproduces; a
+change here is checked by hashing many problems before and after.
 """
 from __future__ import annotations
 
 import bisect
 import functools
-import itertools
 import math
 import random
 
@@ -36,73 +33,7 @@ from lmphys.worlds.igsm.graph import ABSTRACT, INSTANCE, RNG, categories
 
 _EXP = (1.0, math.e, math.e ** 2)  # softmax weights of scores 0, 1, 2 (times the sort's bias)
 _STRUCTURE_TRIES = 1000  # the released try_num: structures per size draw before drawing new sizes
-_MAX_REFS = 4  # the released max_param: dependencies of one sentence at most
-
-
-def draw_sizes(rng: random.Random, max_op: int, max_edge: int, op: int | None,
-               target: int) -> tuple[int, int, int, int, int, int, int, float] | None:
-    """(s, n, m, d, w0, w1, e, p) as the released gen_param_light draws them, among the draws
-    that can give a world of op `target` (None for one that cannot; see below: the release draws
-    and rejects the others, which are independent of the rest, so leaving them out changes the
-    speed, not the distribution)."""
-    # A budget below the target never matches (see below), so s is drawn from the released law
-    # min(t0, t1) restricted to s >= target: the same draws the release keeps, without the others.
-    # (The uniform draws are _below written out, min and max are comparisons, and the weights'
-    # sums are cached: this runs ~7 times per problem. sum() of the same tuple is the same float,
-    # so the draws are unchanged.)
-    random = rng.random
-    if op is None:
-        bounds, total = _budget_bounds(max_op, target)
-        s = target + bisect.bisect_right(bounds, random() * total)
-    else:
-        s = op
-    a, b = int(random() * s), int(random() * s)
-    n = (a if a > b else b) + 1
-    m = n + int(random() * (s - n + 1))
-    first, second, total = _depth_weights(s, max_edge)
-    d = 2 + _index_of_three(random() * total, first, second)
-    t0 = 2 + _index_of_three(random() * total, first, second)
-    t1 = 2 + _index_of_three(random() * total, first, second)
-    w0, w1 = (t0, t1) if t0 < t1 else (t1, t0)
-    min_edges = (d - 1) * w0
-    span = max_edge - min_edges + 1
-    a, b = int(random() * span), int(random() * span)
-    e = min_edges + (a if a < b else b)
-    clip = (d - 1) * w1 * w1  # Graph.__init__'s clip
-    if e > clip:
-        e = clip
-    if s > target and (m if m < e else e) > target:
-        return None
-    return s, n, m, d, w0, w1, e, random()
-
-
-@functools.lru_cache(maxsize=None)
-def _budget_bounds(max_op: int, target: int) -> tuple[tuple[int, ...], int]:
-    """P(min(t0, t1) = k), t0, t1 uniform in 1..max_op, for k = target..max_op (unnormalised), as
-    `_weighted_index` reads them: the running sums but the last, and the sum. The weights are
-    integers, so its subtractions from the point random() * sum are exact while the point stays
-    >= 0: the index it gives is the number of running sums <= the point (bisect_right), the last
-    index at most."""
-    weights = [2 * (max_op - k) + 1 for k in range(target, max_op + 1)]
-    return tuple(itertools.accumulate(weights[:-1])), sum(weights)
-
-
-@functools.lru_cache(maxsize=None)
-def _depth_weights(s: int, max_edge: int) -> tuple[float, float, float]:
-    """Softmax weights of depth (and width) 2, 3, 4: centred at 0.2, 0.5, 0.8 of the way from one
-    op to max_edge ops; the first two and the sum of all three."""
-    relative = (s - 1) / (max_edge - 1)
-    weights = tuple(math.exp(-(relative - centre) ** 2) for centre in (0.2, 0.5, 0.8))
-    return weights[0], weights[1], sum(weights)
-
-
-def _index_of_three(point: float, first: float, second: float) -> int:
-    """`_weighted_index` of three weights for the point random() * their sum (the third weight
-    never matters: past the second, the index is 2 either way)."""
-    point -= first
-    if point < 0:
-        return 0
-    return 1 if point - second < 0 else 2
+MAX_REFS = 4  # the released max_param: dependencies of one sentence at most
 
 
 @functools.lru_cache(maxsize=None)
@@ -121,31 +52,20 @@ def _abstract_keys(d: int, sizes: tuple[int, ...]) -> tuple[frozenset, tuple]:
     return frozenset(keys), spans
 
 
-# Why a draw can be skipped: a world's op is n_op_min + min(max(n_op_min, s) - n_op_min, room) <= s,
-# so a draw with s below the target never matches; above it the op is capped at n_op_min + room,
-# and n_op_min >= min(m, e) (choose_param spends one op on every edge an abstract parameter takes,
-# and the fixed edges make up the rest of m while edges last), so min(m, e) above the target never
-# matches either.
-
-
-def _below(rng: random.Random, count: int) -> int:
-    """Uniform in 0..count-1 (random() scaled: uniform to within 2^-45, and several times faster
-    than randrange; these draws are the generator's hot loop, and most of them write it out as
-    int(random() * count))."""
-    return int(rng.random() * count)
-
-
-def _choice(rng: random.Random, options):
+def choice(rng: random.Random, options):
+    """A uniform element: random() scaled to an index (uniform to within 2^-45 and several times
+    faster than randrange; these draws are the generator's hot loop, and the hottest write the
+    index out as int(random() * count))."""
     return options[int(rng.random() * len(options))]
 
 
-def _sample(rng: random.Random, population, count: int) -> list:
+def sample(rng: random.Random, population, count: int) -> list:
     """`count` distinct elements in random order (a partial Fisher-Yates shuffle)."""
-    return _sample_from(rng, list(population), count)
+    return sample_from(rng, list(population), count)
 
 
-def _sample_from(rng: random.Random, pool: list, count: int) -> list:
-    """`_sample` of a list it may reorder (no copy)."""
+def sample_from(rng: random.Random, pool: list, count: int) -> list:
+    """`sample` of a list it may reorder (no copy)."""
     size = len(pool)
     for index in range(count):
         other = index + int(rng.random() * (size - index))
@@ -154,9 +74,9 @@ def _sample_from(rng: random.Random, pool: list, count: int) -> list:
 
 
 class Draft:
-    """A world being drawn (steps 2-6 of the module docstring). The released names are kept
-    (remain, inter, chosen: edges not yet used, abstract parameters not yet used, parameters in
-    use) so each step can be read beside its original."""
+    """A world being drawn: steps 2-4 of the module docstring here, steps 5-6 by design.py's
+    functions. The released names are kept (remain, inter, chosen: edges not yet used, abstract
+    parameters not yet used, parameters in use) so each step can be read beside its original."""
 
     def __init__(self, rng: random.Random, d: int, w0: int, w1: int, e: int, p: float):
         self.rng = rng
@@ -209,7 +129,7 @@ class Draft:
                 del block[position]
             others += block
         if e > len(remain):
-            extra = _sample_from(rng, others, e - len(remain))
+            extra = sample_from(rng, others, e - len(remain))
             remain += extra
             for i, j, k in extra:
                 kids = children.get((i, j))
@@ -247,11 +167,8 @@ class Draft:
         open_layers = [i for i, size in enumerate(self.sizes) if size < self.w1]
         if not open_layers:
             return True
-        self.sizes[_choice(self.rng, open_layers)] += 1
+        self.sizes[choice(self.rng, open_layers)] += 1
         return False
-
-    def _kids(self, i: int, j: int) -> list[int]:
-        return self.children.get((i, j), [])
 
     # -- step 3: necessary parameters ----------------------------------------------------------
 
@@ -329,7 +246,7 @@ class Draft:
                         highest -= 1
                     continue
                 candidates_seen = True
-                key = options[int(random() * len(options))]  # _choice
+                key = options[int(random() * len(options))]  # choice
                 if diff == 1:  # _abstract_cost of a key of span 1, written out
                     pair = key[:2]
                     below = len(children.get(pair, ()))
@@ -363,7 +280,7 @@ class Draft:
         """`count` random edges of `remain` join `chosen` (remain keeps its order)."""
         if count <= 0:  # (no draws either way)
             return
-        picked = _sample(self.rng, self.remain, count)
+        picked = sample(self.rng, self.remain, count)
         self.chosen += [(INSTANCE, i, j, k) for i, j, k in picked]
         picked_set = set(picked)
         self.remain = [edge for edge in self.remain if edge not in picked_set]
@@ -396,12 +313,12 @@ class Draft:
                     if source not in sources:
                         sources.append(source)
 
-    def _add_node(self, param) -> None:
+    def add_node(self, param) -> None:
         if param not in self.preds:
             self.preds[param] = []
             self.nodes.append(param)
 
-    def _add_edge(self, source, target) -> None:
+    def add_edge(self, source, target) -> None:
         """source -> target, adding either as a node first if new (_add_node written out)."""
         preds = self.preds
         if source not in preds:
@@ -440,7 +357,7 @@ class Draft:
         while remain:
             if not pool:
                 return False
-            picked = pool[int(random() * len(pool))]  # _choice
+            picked = pool[int(random() * len(pool))]  # choice
             picks.append(picked)
             remain.remove(picked)
             sinks.remove(picked)
@@ -460,7 +377,7 @@ class Draft:
                     else:
                         pool = remain
                         weights = [powers[(node[0] == ABSTRACT) + (node not in stack)] for node in pool]
-                    point, index = random() * sum(weights), len(weights) - 1  # _weighted_index
+                    point, index = random() * sum(weights), len(weights) - 1  # the released weighted draw
                     for position, weight in enumerate(weights):
                         point -= weight
                         if point < 0:
@@ -481,154 +398,6 @@ class Draft:
         self.order = picks
         return True
 
-    def op_budget(self, s: int) -> int:
-        """The released design's op count: n_op_min raised towards s as far as the order allows."""
-        room = [(0 if index < 2 else 1 if index == 2 else 2) if param[0] == INSTANCE else 0  # max(min(index + 1, 4) - 2, 0)
-                for index, param in enumerate(self.order)]
-        self.room = room
-        return self.n_op_min + min(max(self.n_op_min, s) - self.n_op_min, sum(room))
-
-    # -- step 5: dependencies ------------------------------------------------------------------
-
-    def design(self, n_op: int) -> None:
-        """Spread the extra operations, then give each necessary instance parameter its
-        dependencies among RNG and the earlier parameters (the released `design`)."""
-        rng = self.rng
-        extra = [0] * len(self.order)
-        addable = [index for index, room in enumerate(self.room) if room > 0]
-        for _ in range(n_op - self.n_op_min):
-            index = _choice(rng, addable)
-            extra[index] += 1
-            if extra[index] == self.room[index]:
-                addable.remove(index)
-        self._add_node(RNG)
-        used = self.used_edges = set()
-        order, preds, add_edge, random = self.order, self.preds, self._add_edge, rng.random
-        for index, param in enumerate(order):
-            if param[0] != INSTANCE:
-                continue
-            used.add(param[1:])
-            pool = [RNG] + order[:index]
-            wanted = (1 if random() < 0.5 else 2) if extra[index] == 0 else extra[index] + 2
-            wanted = min(wanted, index + 1, _MAX_REFS)
-            if wanted != len(pool):
-                for source in preds[param]:
-                    pool.remove(source)
-                    wanted -= 1
-                if random() < 0.5 and wanted > 0:
-                    wanted -= 1
-                    add_edge(RNG, param)
-                    pool.remove(RNG)
-                pool = _sample_from(rng, pool, wanted)  # (pool is this step's own list)
-            for source in pool:
-                add_edge(source, param)
-
-    def fill_all(self) -> None:
-        """The released `fill_all`: abstract parameters already computable join `chosen`."""
-        inter, used, children = self.inter, self.used_edges, self.children
-        for upper in range(self.d - 1):
-            for j in range(self.sizes[upper]):
-                key = (upper, j, upper + 1)
-                if key in inter and all([(upper, j, x) in used for x in children.get((upper, j), ())]):
-                    inter.remove(key)
-                    self.chosen.append((ABSTRACT,) + key)
-        for upper in range(self.d - 1):
-            self._fill_upper(upper, range(upper + 2, self.d))
-
-    # -- step 6: distractors -------------------------------------------------------------------
-
-    def design_unused(self) -> None:
-        """Every remaining edge becomes a stated distractor (the released `design_unused`)."""
-        rng = self.rng
-        random, remain, chosen, add_edge = rng.random, self.remain, self.chosen, self._add_edge
-        stated = self.stated = list(self.order)
-        # The abstract parameters in `stated` (_state_abstract's test, without scanning the list).
-        self._stated_abstract = {param for param in stated if param[0] == ABSTRACT}
-        independent: list = []
-        while remain:
-            edge = remain[int(random() * len(remain))]  # _choice
-            param = (INSTANCE,) + edge
-            self._add_node(param)
-            alone = random() < 0.5
-            pool = independent if alone else chosen
-            wanted, most = 1, min(len(pool) + 1, _MAX_REFS)
-            while wanted < most and random() > 0.5:
-                wanted += 1
-            if wanted == len(pool) + 1:
-                add_edge(RNG, param)
-                sources = list(pool)
-            else:
-                if random() < 0.5:
-                    add_edge(RNG, param)
-                    wanted -= 1
-                sources = _sample(rng, pool, wanted)
-            for source in sources:
-                add_edge(source, param)
-                if source[0] == ABSTRACT:
-                    self._state_abstract(source)
-            remain.remove(edge)
-            chosen.append(param)
-            self._fill_chosen(param)
-            if alone:
-                independent.append(param)
-            stated.append(param)
-
-    def _state_abstract(self, param) -> None:
-        """The released `add_param`: an abstract dependency joins the template with its structure."""
-        kind, i, j, k = param
-        if kind != ABSTRACT or param in self._stated_abstract:
-            return
-        for x in self._kids(i, j):
-            self._add_edge((INSTANCE, i, j, x), param)
-            if k != i + 1:
-                self._add_edge((ABSTRACT, i + 1, x, k), param)
-                if (ABSTRACT, i + 1, x, k) not in self._stated_abstract:
-                    self._state_abstract((ABSTRACT, i + 1, x, k))
-        self.stated.append(param)
-        self._stated_abstract.add(param)
-
-    def _fill_chosen(self, param) -> None:
-        """The released `fill_chosen`: abstract parameters the new edge makes computable."""
-        _, i, j, _ = param
-        used = self.used_edges
-        used.add(param[1:])
-        kids = self.children.get((i, j), ())
-        for x in kids:
-            if (i, j, x) not in used:
-                return
-        self._move_to_chosen((i, j, i + 1))
-        inter = self.inter
-        for lower in range(i + 2, self.d):
-            if any((i + 1, x, lower) in inter for x in kids):
-                break
-            self._move_to_chosen((i, j, lower))
-        for upper in range(i - 1, -1, -1):
-            self._fill_upper(upper, range(i + 1, self.d))
-
-    def _fill_upper(self, upper: int, lowers: range) -> None:
-        """The scan fill_all and fill_chosen share: for each lower layer in turn, every item of
-        `upper` whose own count is known moves its count of `lower` to `chosen`, until the first
-        such item with a child whose count of `lower` is still unknown; that ends the scan of this
-        upper layer (the released loops' `stuck` flag, which no later layer resets)."""
-        inter, children, chosen = self.inter, self.children, self.chosen
-        items = range(self.sizes[upper])
-        for lower in lowers:
-            for item in items:
-                if (upper, item, upper + 1) in inter:
-                    continue
-                for x in children.get((upper, item), ()):
-                    if (upper + 1, x, lower) in inter:
-                        return
-                key = (upper, item, lower)
-                if key in inter:  # _move_to_chosen
-                    inter.remove(key)
-                    chosen.append((ABSTRACT, upper, item, lower))
-
-    def _move_to_chosen(self, key) -> None:
-        if key in self.inter:
-            self.inter.remove(key)
-            self.chosen.append((ABSTRACT,) + key)
-
 
 def draft_with_order(rng: random.Random, d: int, w0: int, w1: int, e: int, p: float, n: int, m: int) -> Draft | None:
     """A structure whose necessary parameters sort into a solution order (the released
@@ -641,14 +410,3 @@ def draft_with_order(rng: random.Random, d: int, w0: int, w1: int, e: int, p: fl
         if draft.reasonable_sort():
             return draft
     return None
-
-
-def _weighted_index(rng: random.Random, weights) -> int:
-    """An index drawn with probability proportional to `weights`. (The hot loops write this out,
-    or an exact shortcut of it, where the comments say so; this is the draw they reproduce.)"""
-    point = rng.random() * sum(weights)
-    for index, weight in enumerate(weights):
-        point -= weight
-        if point < 0:
-            return index
-    return len(weights) - 1

@@ -1,6 +1,6 @@
 """The world of one iGSM problem (Part 2.1): its structure graph, parameters, dependencies and
 values mod 23, as the authors' released generator (facebookresearch/iGSM) defines them; how a
-world is drawn is construct.py.
+world is drawn is sizes.py, construct.py and design.py.
 
 - Structure graph: d in {2, 3, 4} consecutive layers of one of four hierarchies (School > Classroom
   > Backpack > Stationery, ...), 2-4 items per layer, edges between items of adjacent layers.

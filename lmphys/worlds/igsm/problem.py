@@ -2,7 +2,7 @@
 does, and `Problem` holds its world, question and solution as token ids, with text views.
 
 The released generator keeps a target op (the requested one, or min(t0, t1) of 1..max_op drawn
-once per problem) and redraws whole worlds (construct.py) until a world's op equals it and its
+once per problem) and redraws whole worlds (sizes.py, construct.py, design.py) until a world's op equals it and its
 solution template lands in an allowed bin. lmphys skips the draws that cannot match early (a world's
 op never exceeds its budget s), which changes the speed, not the distribution.
 
@@ -27,7 +27,7 @@ import hashlib
 import random
 
 from lmphys.errors import DataError
-from lmphys.worlds.igsm import check, construct
+from lmphys.worlds.igsm import check, construct, design, sizes
 from lmphys.worlds.igsm.graph import (
     ABSTRACT,
     DIFFICULTIES,
@@ -215,14 +215,14 @@ def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str
     target = draw_op(rng, difficulty) if op is None else op
     renderer = _renderer()
     for _ in range(_SIZE_DRAWS):
-        sizes = construct.draw_sizes(rng, level.max_train_op, level.max_edges, op, target)
-        if sizes is None:
+        size_draw = sizes.draw_sizes(rng, level.max_train_op, level.max_edges, op, target)
+        if size_draw is None:
             continue
-        s, n, m, d, w0, w1, e, p = sizes
+        s, n, m, d, w0, w1, e, p = size_draw
         draft = construct.draft_with_order(rng, d, w0, w1, e, p, n, m)
-        if draft is None or draft.op_budget(s) != target:
+        if draft is None or design.op_budget(draft, s) != target:
             continue
-        draft.design(target)
+        design.design(draft, target)
         draft.draw_names()
         # The template bin depends on the solution alone: decided before the distractors are drawn.
         world = _world(draft, draft.order, (), rng)
@@ -230,8 +230,8 @@ def generate(seed: int, difficulty: str = "med", op: int | None = None, fmt: str
         template = sketch_bin(ids)
         if not in_split(template, split, bins):
             continue
-        draft.fill_all()
-        draft.design_unused()
+        design.fill_all(draft)
+        design.design_unused(draft)
         stated = [param for param in draft.stated if param[0] == INSTANCE]
         rng.shuffle(stated)
         world = _world(draft, draft.stated, stated, rng, world.sentences,
