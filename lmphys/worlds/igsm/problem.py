@@ -137,7 +137,10 @@ class Problem:
 
 
 @functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
 def _renderer() -> Renderer:
+    """The one Renderer of the tokenizer (building one costs about as much as drawing a tenth of a
+    problem; it holds id tables only, which no caller changes)."""
     return Renderer(tokenizer())
 
 
