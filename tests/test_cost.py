@@ -8,6 +8,7 @@ import sys
 import jax
 import pytest
 
+from lmphys import config as config_lib
 from lmphys import cost, perf
 from lmphys.models import transformer
 from lmphys.train import runs
@@ -40,6 +41,15 @@ def test_a_trials_cost_counts_the_model_it_would_train_and_its_tokens():
     assert estimate.tokens == 40 * config.task.batch_size * config.task.seq_len
     assert estimate.flops == pytest.approx(estimate.tokens * transformer.flops_per_token(parts.model_cfg, config.task.seq_len))
     assert estimate.hours == pytest.approx(estimate.flops / cost.flop_rate(config.model.width) / 3600)
+
+
+def test_a_task_that_sets_its_own_steps_is_costed_for_the_steps_it_will_train():
+    # Exposures (Part 3) set train.steps at the start of training; the estimate counts those.
+    config = config_lib.load_config_file(os.path.join(REPO, "configs", "bio", "small.py"), "pretrain,multi5_permute")
+    estimate = cost.trial_cost("bio", config)
+    trained = runs.build_task(config).train_steps(config.train.steps)
+    assert trained != config.train.steps and estimate.steps == trained
+    assert estimate.tokens == trained * config.task.batch_size * config.task.seq_len
 
 
 def test_a_fine_tune_of_a_run_not_trained_yet_is_costed_and_flagged(tmp_path):

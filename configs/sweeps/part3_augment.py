@@ -1,11 +1,15 @@
 """Part 3.1's augmentation table: pretrain on biographies, then QA fine-tune (full or LoRA), or mixed
 training, for each data augmentation; QA accuracy on the people whose QA was never trained is the
-knowledge *extraction* the paper measures.
+knowledge *extraction* the paper measures. The bert stage trains the paper's encoder comparison
+(whole-word masked LM on the same biographies) and P/Q-probes each trained encoder (F11: the
+paper finds such encoders fail to attach most attributes to the name, augmented or not); probe the
+pretrain stage's GPTs beside it with scripts/probe.py.
 
     python scripts/sweep.py --config=configs/sweeps/part3_augment.py:pretrain     (CPU scale)
     python scripts/sweep.py --config=configs/sweeps/part3_augment.py:finetune     (after pretrain)
     python scripts/sweep.py --config=configs/sweeps/part3_augment.py:lora         (after pretrain)
     python scripts/sweep.py --config=configs/sweeps/part3_augment.py:mixed
+    python scripts/sweep.py --config=configs/sweeps/part3_augment.py:bert         (encoders, probed)
     python scripts/report.py --sweep=runs/part3_augment_small_finetune
 Append ",paper" (e.g. `:pretrain,paper`) for the paper's scale (configs/bio/paper.py, GPU).
 
@@ -19,7 +23,7 @@ import ml_collections
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
 
-STAGES = ("pretrain", "finetune", "lora", "mixed")
+STAGES = ("pretrain", "finetune", "lora", "mixed", "bert")
 # The CPU table covers the rows that carry the paper's story; the paper scale runs all of them.
 SMALL_AUGMENTATIONS = ("single", "multi5_permute")
 PAPER_AUGMENTATIONS = ("single", "fullname", "permute1", "permute5", "multi2", "multi5", "multi5_permute",
@@ -47,5 +51,6 @@ def get_config(arg: str = "pretrain") -> ml_collections.ConfigDict:
             sweep.base.optim.learning_rate = 1e-3
     else:
         sweep.grid = ml_collections.ConfigDict({"task": {"augmentation": list(augmentations)}})
-    sweep.analyses = ()
+    # The encoder has no QA to score: what it stored is read by the probes (lmphys.worlds.bio.probes).
+    sweep.analyses = ("knowledge_probes",) if stage == "bert" else ()
     return sweep
