@@ -2,9 +2,10 @@
 does, and `Problem` holds its world, question and solution as token ids, with text views.
 
 The released generator keeps a target op (the requested one, or min(t0, t1) of 1..max_op drawn
-once per problem) and redraws whole worlds (sizes.py, construct.py, design.py) until a world's op equals it and its
-solution template lands in an allowed bin. lmphys skips the draws that cannot match early (a world's
-op never exceeds its budget s), which changes the speed, not the distribution.
+once per problem) and redraws whole worlds (sizes.py, construct.py, design.py) until a world's op
+equals it and its solution template lands in an allowed bin. lmphys skips the draws that cannot
+match early (a world's op never exceeds its budget s), which changes the speed, not the
+distribution.
 
 Train/test split: the solution's *sketch* (the released `to_sketch`: every parameter name replaced
 by Inst or Inter, every number by 0, ";" by ".", letters renamed a, b, ... in order of first
