@@ -92,9 +92,7 @@ def trial_cost(trial_id: str, config: ml_collections.ConfigDict) -> TrialCost:
     except LmphysError as error:
         return TrialCost(trial_id, error=str(error))
     params = _params(model)
-    # A task that counts exposures (Part 3) or real tokens (Part 2.2) sets the steps itself, as
-    # training does (train/loop.py); the config's train.steps is then not what runs.
-    steps = task.train_steps(config.train.steps) if hasattr(task, "train_steps") else config.train.steps
+    steps = runs.steps_to_train(task, config)  # what training will run, not always train.steps
     tokens = steps * config.task.batch_size * config.task.seq_len
     flops = tokens * transformer.flops_per_token(model, config.task.seq_len)
     return TrialCost(trial_id, params, steps, tokens, flops, flops / flop_rate(model.width) / 3600.0, waits_on=waits_on)

@@ -242,13 +242,12 @@ def _with_resolved_steps(config: ml_collections.ConfigDict, log: Callable[[str],
     them, and one line says so, since the config's own train.steps is then not used."""
     run_config.validate(config)
     task = runs.build_task(config)
-    if hasattr(task, "train_steps"):  # with `steps_from`, the words for what sets them
-        steps = task.train_steps(config.train.steps)
-        if steps != config.train.steps:
-            log(f"{config.workdir}: train.steps = {steps}, set by {task.steps_from}; the config's train.steps = "
-                f"{config.train.steps} is not used")
-            config = config.copy_and_resolve_references()
-            config.train.steps = steps
+    steps = runs.steps_to_train(task, config)
+    if steps != config.train.steps:  # a task that sets its steps has `steps_from`, the words for what sets them
+        log(f"{config.workdir}: train.steps = {steps}, set by {task.steps_from}; the config's train.steps = "
+            f"{config.train.steps} is not used")
+        config = config.copy_and_resolve_references()
+        config.train.steps = steps
     return config
 
 

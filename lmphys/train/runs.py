@@ -41,6 +41,12 @@ def build_task(config: ml_collections.ConfigDict) -> Any:
     return worlds.world(config.task.name).task_from_config(config.task)
 
 
+def steps_to_train(task: Any, config: ml_collections.ConfigDict) -> int:
+    """The steps a run trains: a task that counts exposures (Part 3) or real tokens (Part 2.2) sets
+    them from the config's train.steps (`task.train_steps`); any other task trains train.steps."""
+    return task.train_steps(config.train.steps) if hasattr(task, "train_steps") else config.train.steps
+
+
 def build(config: ml_collections.ConfigDict) -> RunParts:
     """The parts of a run that its stacked models share (see RunParts)."""
     task = build_task(config)
