@@ -5,6 +5,10 @@ people whose manipulation questions were never trained.
     python scripts/sweep.py --config=configs/sweeps/part3_manipulation.py:paper    (GPU)
     python scripts/report.py --sweep=runs/part3_manipulation_small
 
+Some kinds only: --config.grid.task.qa_kind="('classify_month_12','inverse_birth')"; without or
+with CoT only: --config.grid.task.qa_cot="(True,)". The trials share the sweep's workdir, so a
+later run of the whole grid skips the ones already done.
+
 Read manip_test (whole answer exact) and manip_test_final (the final answer right) per trial.
 The paper: without CoT, classification and comparison stay near chance on held-out people and
 inverse search at ~0%; with CoT they follow the retrieval accuracy.
@@ -24,6 +28,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     sweep.base = load_config_file(os.path.join(os.path.dirname(__file__), "..", "bio", "manipulation.py"),
                                   f"classify_month_2,cot{suffix}")
     sweep.base.workdir = sweep.workdir
-    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": list(KINDS), "qa_cot": [False, True]}})
+    # Tuples, so a subset runs from the command line: --config.grid.task.qa_kind="('inverse_birth',)".
+    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": tuple(KINDS), "qa_cot": (False, True)}})
     sweep.analyses = ()
     return sweep
