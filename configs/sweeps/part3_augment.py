@@ -50,7 +50,8 @@ def get_config(arg: str = "pretrain") -> ml_collections.ConfigDict:
             sweep.base.lora.attention_rank = 8
             sweep.base.optim.learning_rate = 1e-3
     else:
-        sweep.grid = ml_collections.ConfigDict({"task": {"augmentation": list(augmentations)}})
+        # A tuple, so some augmentations run alone: --config.grid.task.augmentation="('multi5_permute',)".
+        sweep.grid = ml_collections.ConfigDict({"task": {"augmentation": tuple(augmentations)}})
     # The encoder has no QA to score: what it stored is read by the probes (lmphys.worlds.bio.probes).
     sweep.analyses = ("knowledge_probes",) if stage == "bert" else ()
     return sweep
