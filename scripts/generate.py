@@ -8,9 +8,13 @@ trained model writes.
 
 Each problem is printed with its question, its shortest solution (optionally with retry mistakes),
 its op and answer, and the full-solution checker's verdict on that solution. With --workdir, the
-solution is the trained model's (greedy at the run's task.temperature 0, the run's difficulty and
-format, at most task.eval_len tokens with the prompt), and a last line sums up: how many solutions
-ended, were whole and right, had the right answer, and how many [BACK] they used.
+solution is the trained model's (greedy at the run's task.temperature 0, or sampled at
+--temperature, seeded by --seed; the run's difficulty and format, at most task.eval_len tokens with
+the prompt), and a last line sums up: how many solutions ended, were whole and right, had the right
+answer, and how many [BACK] they used. Sampling shows what greedy decoding hides when the model
+spreads its probability over many right tokens (the helper letters) against one wrong one:
+
+    python scripts/generate.py --workdir=runs/<retry run> --split=test --op=2 --count=50 --temperature=1
 
 With --workdir of a knowledge run (Part 3, bioS, a decoder), it prints the model's greedy answers
 to the six questions about --count people of each half (the half whose QA is trained, and the
@@ -66,6 +70,8 @@ _RETRY_KIND = flags.DEFINE_enum("retry_kind", "retry", list(igsm.RETRY_KINDS), "
 _WORLD = flags.DEFINE_enum("world", "igsm", ["igsm", *PART4_WORLDS], "Which world's problems to print.")
 _SIZE = flags.DEFINE_integer("size", None, "Part 4.1 worlds: N (Depo, Brevo) or L (Mano); default the paper's largest.",
                              lower_bound=1)
+_TEMPERATURE = flags.DEFINE_float("temperature", None, "With --workdir of an iGSM run: sample its solutions at this "
+                                   "temperature (0: greedy; default: the run's task.temperature).", lower_bound=0)
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained iGSM run: print its model's solutions instead; a "
                                  "knowledge run: its answers beside the truth (--count people of each half).")
 
@@ -110,8 +116,12 @@ def _print_trained_run(workdir: str) -> None:
 
 
 def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
-    task = run.task
-    model = runs.make_model_fns(run.graphdef, run.config, task)(run.params)
+    task, config = run.task, run.config
+    if _TEMPERATURE.value is not None:
+        config = config.copy_and_resolve_references()
+        config.task.temperature = _TEMPERATURE.value
+    model = runs.make_model_fns(run.graphdef, config, task)(run.params)
+    decoding = "greedy" if config.task.temperature == 0 else f"sampled at temperature {config.task.temperature:g}"
     problems, seeds, too_long = [], [], 0
     for seed in range(_SEED.value, _SEED.value + _COUNT.value):
         problem = igsm.generate(seed, task.difficulty, op=_OP.value, fmt=task.fmt, reask=_REASK.value, split=_SPLIT.value,
@@ -123,7 +133,7 @@ def _print_model_solutions(workdir: str, run: runs.TrainedRun) -> None:
             too_long += 1
     if not problems:
         raise DataError(f"none of the {_COUNT.value} problems fits the run's task.eval_len = {task.eval_len}")
-    print(f"{workdir} at step {run.step} ({task.describe()}): {len(problems)} problems"
+    print(f"{workdir} at step {run.step} ({task.describe()}): {len(problems)} problems, {decoding}"
           + (f", {too_long} skipped (longer than task.eval_len = {task.eval_len})" if too_long else "") + "\n")
     attempts = task.attempt(model, problems, jax.random.key(_SEED.value))
     for seed, attempt in zip(seeds, attempts):

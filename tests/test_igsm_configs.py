@@ -218,6 +218,16 @@ def test_a_tiny_small_run_evaluates_and_generate_shows_its_solutions(tmp_path):
     assert lines[0].startswith(f"{config.workdir} at step 2 (igsm small pq, retry retry 0.5): 3 problems")
     assert sum(line.startswith("Model: ") for line in lines) == sum(line.startswith("checker: ") for line in lines) == 3
     assert " finished, " in lines[-1] and "/3 whole solutions right" in lines[-1] and "[BACK] per solution" in lines[-1]
+    assert lines[0].endswith("3 problems, greedy")
+    # Sampled at temperature 1, the barely trained model writes other solutions than its greedy ones.
+    sampled = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate.py"), f"--workdir={config.workdir}",
+                              "--split=test", "--op=1", "--count=3", "--temperature=1"],
+                             capture_output=True, text=True, timeout=300)
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    sampled_lines = sampled.stdout.splitlines()
+    assert sampled_lines[0].endswith("3 problems, sampled at temperature 1")
+    models = lambda lines: [line for line in lines if line.startswith("Model: ")]
+    assert len(models(sampled_lines)) == 3 and models(sampled_lines) != models(lines)
     bad = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "generate.py"), f"--workdir={tmp_path}"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "holds no config.json" in bad.stderr

@@ -203,6 +203,7 @@ def _cases(f):
         (generate, ["--op=0"], "--op=0 is invalid"),
         (generate, ["--op=1000"], "op = 1000"),
         (generate, ["--seed=-1"], "--seed=-1 is invalid"),
+        (generate, ["--temperature=-1"], "--temperature=-1 is invalid"),
         (generate, ["--difficulty=bogus"], "--difficulty=bogus is invalid"),
         (generate, ["--split=bogus"], "--split=bogus is invalid"),
         (generate, [f"--workdir={f['fake_run']}"], "trained on the cfg task, not igsm, bio, depo, brevo or mano"),
