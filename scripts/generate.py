@@ -103,6 +103,9 @@ def _print_problems() -> None:
 
 def _print_trained_run(workdir: str) -> None:
     config = runs.load_config(workdir)  # what the run is, before its checkpoint is read
+    if _TEMPERATURE.value is not None and config.task.name != "igsm":
+        raise DataError(f"--temperature samples iGSM solutions only; {workdir} is a {config.task.name} run, whose "
+                        "answers are greedy")
     if config.task.name == "igsm":
         _print_model_solutions(workdir, runs.load_trained(workdir))
     elif config.task.name == "bio":

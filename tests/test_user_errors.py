@@ -207,6 +207,7 @@ def _cases(f):
         (generate, ["--difficulty=bogus"], "--difficulty=bogus is invalid"),
         (generate, ["--split=bogus"], "--split=bogus is invalid"),
         (generate, [f"--workdir={f['fake_run']}"], "trained on the cfg task, not igsm, bio, depo, brevo or mano"),
+        (generate, [f"--workdir={f['fake_run']}", "--temperature=1"], "--temperature samples iGSM solutions only"),
         (generate, [f"--workdir={f['biod_run']}"], "trained on a bioD world, which has no questions"),
         (generate, [f"--workdir={f['bert_run']}"], "is an encoder (bert), which does not generate answers"),
         (generate, [f"--workdir={f['bios_run']}"], "holds no finished checkpoint yet"),
