@@ -20,7 +20,8 @@ from lmphys.train.run_config import validate
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
 # A command runs until the end of its code span, table cell, line, comment or shell operator.
-COMMAND = re.compile(r"python (scripts/\w+\.py)((?:[^`|\n#&;)]|\"[^\"\n]*\")*)")
+# A double-quoted value is one piece (tried first, so its parentheses do not end the command).
+COMMAND = re.compile(r"python (scripts/\w+\.py)((?:\"[^\"\n]*\"|[^`|\n#&;)])*)")
 ABSL_FLAGS = {"help", "helpfull", "verbosity", "v", "logtostderr", "alsologtostderr", "flagfile"}
 PLACEHOLDER = re.compile(r"[<>\[\]]")
 
@@ -67,7 +68,7 @@ def with_override(config: ml_collections.ConfigDict, field: str, text: str, wher
     current = node[leaf]
     if isinstance(current, bool):
         value = {"true": True, "false": False}[text.lower()]
-    elif isinstance(current, (int, float)):
+    elif isinstance(current, (int, float, tuple)):  # absl reads a tuple as a Python literal too
         value = ast.literal_eval(text)
     else:
         value = text
