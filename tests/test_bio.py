@@ -86,6 +86,24 @@ def test_exposures_set_the_number_of_steps():
     assert bio.BioTask(_task_config()).train_steps(7) == 7
 
 
+def test_reverse_adds_a_reversed_twin_per_biography_seen_as_often_as_the_forward_ones():
+    plain = bio.BioTask(_task_config(exposures=50, augmentation="multi5"))
+    task = bio.BioTask(_task_config(exposures=50, augmentation="multi5", reverse=True))
+    # The forward biographies keep their 50 exposures and their twins get as many: twice the steps.
+    steps = task.train_steps(7)
+    assert steps == pytest.approx(2 * plain.train_steps(7), rel=0.05)
+    tokens, _ = pack.draw_rows(jax.random.key(0), task.data, task.shares, steps * task.batch_size)
+    tokens = np.asarray(tokens)
+    assert int((tokens == task.bos_id).sum()) / 40 == pytest.approx(100, rel=0.05)
+    # Twins are in the rows: a name right before a sentence's "." happens only in reversed text.
+    period = task.tokenizer.id(".")
+    name = task.tokenizer.encode(task.people.full_name(0))
+    windows = np.lib.stride_tricks.sliding_window_view(tokens, 4, axis=1)
+    assert (windows == np.array(name + [period])).all(axis=2).any()
+    with pytest.raises(ConfigError, match="task.reverse"):
+        bio.validate(_task_config(world="biod", reverse=True))
+
+
 def test_bad_task_fields_are_named():
     config = config_lib.load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "bio", "small.py"))
     config.task.augmentation = "multi7"
@@ -218,6 +236,7 @@ def test_fine_tuning_starts_from_the_pretrained_run_and_lora_freezes_it(tmp_path
 @pytest.mark.parametrize("file, arg", [
     ("small.py", "mixed,multi5_permute"), ("small.py", "bert,fullname"), ("paper.py", "pretrain,permute5"),
     ("manipulation.py", "inverse_birth,plain"), ("manipulation.py", "compare_birth,cot,paper"),
+    ("manipulation.py", "inverse_birth,cot,small,reverse"),
     ("capacity.py", "bios,1000,junk_domain"), ("capacity.py", "biod,100"),
 ])
 def test_every_knowledge_config_argument_is_valid(file, arg):

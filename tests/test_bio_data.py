@@ -12,6 +12,7 @@ from lmphys.worlds.bio.people import ATTRIBUTES
 from lmphys.worlds.bio.templates import TEMPLATE_SETS, biography_templates, vocabulary_words
 from lmphys.worlds.bio.text import Augment
 
+SENTENCES_PER_DOC = 6
 TRICKY_CITY = "Washington D.C."  # ends with "." and so absorbs the sentence's period
 TRICKY_EMPLOYERS = ("Caterpillar Inc.", "Ben & Jerry's", "Dunkin' Donuts", "eBay", "Yum! Brands", "AT&T")
 
@@ -283,6 +284,80 @@ def test_fullname_names_the_person_in_every_sentence(people):
                 assert first.lower() in (("he", "his"), ("she", "her"))[people.gender[person]]
                 assert tokens[:docs.pronoun_positions[d]].tolist().count(tok.id(first)) == 0
                 assert docs.name_spans[d, 1] <= docs.pronoun_positions[d]
+
+
+def reference_reversed_tokens(people, person: int, templates, order, fullname: bool) -> list[int]:
+    """The reversed twin's tokens built from the template strings, independently of the piece
+    assembly: sentences last to first, each one's template words last to first with its final "."
+    last, the subject (name or pronoun) and the value as written."""
+    tok = bio.tokenizer()
+    tokens = []
+    for position in reversed(range(len(order))):
+        attribute = order[position]
+        template = biography_templates("capo")[attribute][templates[attribute]]
+        named = fullname or position == 0
+        if named:
+            subject = people.full_name(person)
+        else:
+            opens = template.startswith("{subject}")
+            if "{subject}'s" in template:
+                template = template.replace("{subject}'s", "{subject}")
+                subject = (("His", "Her") if opens else ("his", "her"))[people.gender[person]]
+            else:
+                subject = (("He", "She") if opens else ("he", "she"))[people.gender[person]]
+        pre, rest = template.split("{subject}")
+        mid, post = rest.split("{value}")
+        post_words = vocabulary_words(post)
+        assert post_words[-1] == "."
+        tokens += [tok.id(word) for word in post_words[:-1][::-1]]
+        tokens += tok.encode(people.value(person, ATTRIBUTES[attribute]))
+        tokens += [tok.id(word) for word in vocabulary_words(mid)[::-1]]
+        tokens += tok.encode(subject)
+        tokens += [tok.id(word) for word in vocabulary_words(pre)[::-1]] + [tok.id(".")]
+    return tokens
+
+
+@pytest.mark.parametrize("fullname", [False, True])
+def test_reverse_follows_each_rendering_with_its_reversed_twin(people, fullname):
+    people = tricky(people)
+    tok = bio.tokenizer()
+    persons = np.arange(0, len(people), 13)
+    forward_augment = Augment(multi=2, permute=True, fullname=fullname)
+    augment = dataclasses.replace(forward_augment, reverse=True)
+    assert augment.documents_per_person == 4
+    docs = bio.biographies(people, seed=4, augment=augment, persons=persons)
+    forward = bio.biographies(people, seed=4, augment=forward_augment, persons=persons)
+    _, templates, order = bio.text.rendering_plan(4, persons, forward_augment)
+    np.testing.assert_array_equal(docs.person, np.repeat(persons, 4))
+    assert docs.offsets[-1] == len(docs.tokens)
+    for i, person in enumerate(persons.tolist()):
+        for k in range(2):
+            twin, original, plan = docs.document(4 * i + 2 + k), forward.document(2 * i + k), 2 * i + k
+            # The forward renderings are those of the augmentation without reverse, spans included.
+            np.testing.assert_array_equal(docs.document(4 * i + k), original)
+            np.testing.assert_array_equal(docs.value_spans[4 * i + k], forward.value_spans[plan])
+            assert twin.tolist() == reference_reversed_tokens(people, person, templates[plan], order[plan], fullname)
+            # The same words reordered; a twin may add a "." where a value's own ("D.C.") ended the sentence.
+            period = tok.id(".")
+            assert np.array_equal(np.sort(twin[twin != period]), np.sort(original[original != period]))
+            assert 0 <= len(twin) - len(original) <= SENTENCES_PER_DOC
+            d = 4 * i + 2 + k
+            for a, attribute in enumerate(ATTRIBUTES):
+                start, end = docs.value_spans[d, a]
+                assert twin[start:end].tolist() == tok.encode(people.value(person, attribute))
+            start, end = docs.name_spans[d]
+            assert tok.decode(twin[start:end]) == people.full_name(person)
+            name_ids = tok.encode(people.full_name(person))
+            first_name = next(j for j in range(len(twin)) if twin[j:j + 3].tolist() == name_ids)
+            assert start == first_name
+            if fullname:
+                assert docs.pronoun_positions[d] == -1
+            else:
+                # The only naming sentence comes last, so every value is read before the name.
+                assert docs.value_spans[d, :, 1].max() <= start
+                pronouns = [tok.id(w) for w in ("He", "She", "he", "she", "His", "Her", "his", "her")]
+                first_pronoun = next(j for j, token in enumerate(twin.tolist()) if token in pronouns)
+                assert docs.pronoun_positions[d] == first_pronoun
 
 
 def test_fixed_templates_are_reused_without_fresh_templates(people):

@@ -6,11 +6,14 @@ without chain of thought (the answer first states the attribute it needs).
     python scripts/train.py --config=configs/bio/manipulation.py:classify_month_2,cot
     python scripts/train.py --config=configs/bio/manipulation.py:inverse_birth,plain
     python scripts/train.py --config=configs/bio/manipulation.py:compare_birth,cot,paper   (GPU)
+    python scripts/train.py --config=configs/bio/manipulation.py:inverse_birth,plain,reverse
 
 One run trains on every person's multi5+permute biographies (so their knowledge is extractable) mixed
 with the manipulation questions of the training half (half the rows). To fine-tune a pretrained
 model instead, add --config.init_from=<its workdir> --config.task.qa_fraction=1.
-configs/sweeps/part3_manipulation.py runs every kind with and without CoT.
+A trailing ",reverse" adds each biography's reversed twin (task.reverse: values before the name),
+Part 3.2's condition under which inverse search can work. configs/sweeps/part3_manipulation.py runs
+every kind with and without CoT.
 """
 import os
 
@@ -23,13 +26,19 @@ from lmphys.worlds.bio.manipulation import KINDS
 
 def get_config(arg: str = "classify_month_2,cot") -> ml_collections.ConfigDict:
     kind, _, rest = arg.partition(",")
-    style, _, scale = rest.partition(",")
-    style, scale = style or "cot", scale or "small"
-    if kind not in KINDS or style not in ("cot", "plain") or scale not in ("small", "paper"):
-        raise ConfigError(f"config argument {arg!r} is invalid: it must be <kind>,<cot|plain>[,paper] with kind one of "
-                          f"{', '.join(KINDS)}")
+    style, _, rest = rest.partition(",")
+    options = [option for option in rest.split(",") if option]
+    style = style or "cot"
+    scales = [option for option in options if option in ("small", "paper")]
+    reverse = "reverse" in options
+    if (kind not in KINDS or style not in ("cot", "plain") or len(scales) > 1
+            or len(options) != len(scales) + reverse):
+        raise ConfigError(f"config argument {arg!r} is invalid: it must be <kind>,<cot|plain>[,paper][,reverse] "
+                          f"with kind one of {', '.join(KINDS)}")
+    scale = scales[0] if scales else "small"
     config = load_config_file(os.path.join(os.path.dirname(__file__), f"{scale}.py"), "mixed,multi5_permute")
-    config.workdir = f"runs/bio_{scale}_{kind}_{style}"
+    config.workdir = f"runs/bio_{scale}_{kind}_{style}" + ("_reverse" if reverse else "")
+    config.task.reverse = reverse
     config.task.qa_kind = kind
     config.task.qa_cot = style == "cot"
     config.task.qa_fraction = 0.5

@@ -13,6 +13,11 @@
   "attributes" (the six retrieval questions) or a Part 3.2 manipulation kind, with `qa_cot`.
 - `templates`: the sentence templates, "capo" (the authors' released bioS templates, the default)
   or "lmphys" (lmphys's own, used before the release was at hand).
+- `reverse` (bios only): every biography is followed by its reversed twin, the sentences and their
+  words last to first with names and values kept as written (text.Augment.reverse), so values come
+  before the name: Part 3.2's "knowledge written in reverse", the case where inverse search can work.
+  The twins come on top: with `exposures` a person's forward biographies are seen that many times,
+  as without reverse, and so are the twins, so the run is twice as long (the same forward data).
 - `renderings` > 0 renders that many biographies per person, each with fresh templates (and the
   augmentation's permute / fullname; bioD: a fresh attribute order each), in place of the
   augmentation's count: with renderings = exposures each sighting of a person draws one of as many
@@ -103,6 +108,7 @@ def default_config() -> ml_collections.ConfigDict:
     task.augmentation = "single"  # one of AUGMENTATIONS (Part 3.1's table)
     task.templates = "capo"  # capo (the authors' released bioS templates) or lmphys (lmphys's own)
     task.renderings = 0  # > 0: this many fresh renderings per person instead of the augmentation's multi
+    task.reverse = False  # bios: each biography also written in reverse (Part 3.2's remedy for inverse search)
     task.celebrity_fraction = 0.0
     task.train_fraction = 0.5  # people whose QA is in training; the rest are only tested
     task.qa_kind = "attributes"  # attributes, or a manipulation kind (Part 3.2)
@@ -153,6 +159,8 @@ def validate(task: ml_collections.ConfigDict) -> None:
                "the encoder (mlm) trains on biographies only: qa_fraction 0, world bios", task.objective)
     if task.world == "biod":
         require(task.qa_fraction == 0, "task.qa_fraction", "bioD has no QA: it measures capacity", task.qa_fraction)
+        require(not task.reverse, "task.reverse", "bioD documents have no words to reverse; it is for world bios",
+                task.reverse)
         for field, value in task.biod.items():
             require(isinstance(value, int) and value > 0, f"task.biod.{field}", "it must be a positive integer", value)
 
@@ -198,7 +206,7 @@ class BioTask:
         augment = Augment(**AUGMENTATIONS[self.config.augmentation])
         if self.config.renderings:
             augment = dataclasses.replace(augment, multi=self.config.renderings, fresh_templates=True)
-        return augment
+        return dataclasses.replace(augment, reverse=bool(self.config.reverse))
 
     def _check_pool_size(self, documents: int, tokens_per_document: float) -> None:
         if documents * tokens_per_document > _PACKING_BUDGET_TOKENS:
@@ -217,15 +225,17 @@ class BioTask:
         if task.renderings:  # the pool's size from the first people's biographies
             sample = biographies(self.people, task.world_seed, persons=np.arange(min(64, task.people)),
                                  templates=task.templates)
-            self._check_pool_size(task.people * augment.multi, len(sample.tokens) / len(sample))
+            self._check_pool_size(task.people * augment.documents_per_person, len(sample.tokens) / len(sample))
         if task.celebrity_fraction > 0:
             celebrities = int(round(task.celebrity_fraction * task.people))
             order = np.random.default_rng([task.world_seed, 2]).permutation(task.people)
             self.qa_train, self.qa_test = np.sort(order[:celebrities]), np.sort(order[celebrities:])
-            groups = [(self.qa_train, CELEBRITY_AUGMENT), (self.qa_test, augment)]
+            celebrity_augment = dataclasses.replace(CELEBRITY_AUGMENT, reverse=augment.reverse)
+            groups = [(self.qa_train, celebrity_augment), (self.qa_test, augment)]
         else:
             self.qa_train, self.qa_test = self._split(task.people)
             groups = [(np.arange(task.people), augment)]
+        # Reversed twins come on top: `exposures` counts a person's forward biographies.
         self.bio_multi = augment.multi
         prefix = (tok.id("<useful>"),) if task.domain_token else ()
         self.document_prefix = prefix

@@ -122,6 +122,8 @@ class _Compiled:
     subject_possessive: np.ndarray  # bool [G]: "{subject}'s" (a pronoun then becomes His/Her)
     mid_without_possessive: np.ndarray  # int64 [G]: the fragment after the subject minus its leading "'s"
     post_without_period: np.ndarray  # int64 [G]: the fragment after the value minus its leading "."
+    reversed_fragments: np.ndarray  # int64 [G, 4]: pre, mid, mid minus "'s", post minus its final "." word-reversed
+    period: int  # the piece "." that ends every reversed sentence
     pronoun_base: int
     value_base: np.ndarray  # int64 [6]: piece of class 0 of each attribute (employer_city: per employer)
     question_pieces: np.ndarray  # int64 [6, 2]: before and after {name}
@@ -152,6 +154,7 @@ def _compiled(templates: str = DEFAULT_TEMPLATES) -> _Compiled:
     table = _PieceTable()
     sentence_templates = biography_templates(templates)
     rows, subject_capital, post_without_period, possessive, mid_without_possessive = [], [], [], [], []
+    reversed_words = []
     for templates_of_attribute in sentence_templates:
         for template in templates_of_attribute:
             pre, mid, post = _template_parts(template)
@@ -161,6 +164,7 @@ def _compiled(templates: str = DEFAULT_TEMPLATES) -> _Compiled:
             post_without_period.append(_fragment(table, post[1:]) if post[:1] == ["."] else post_id)
             possessive.append(mid[:1] == ["'s"])
             mid_without_possessive.append(_fragment(table, mid[1:]) if possessive[-1] else mid_id)
+            reversed_words.append((pre[::-1], mid[::-1], (mid[1:] if possessive[-1] else mid)[::-1], post[:-1][::-1]))
     pronoun_base = table.add([tok.id(_PRONOUNS[0])])
     for pronoun in _PRONOUNS[1:]:
         table.add([tok.id(pronoun)])
@@ -177,6 +181,9 @@ def _compiled(templates: str = DEFAULT_TEMPLATES) -> _Compiled:
     for template in QUESTION_TEMPLATES:
         before, after = template.split("{name}")
         questions.append([_fragment(table, vocabulary_words(before)), _fragment(table, vocabulary_words(after))])
+    # Added after every other piece, so the pieces of forward texts keep their numbers.
+    reversed_fragments = [[_fragment(table, words) for words in fragments] for fragments in reversed_words]
+    period_piece = _fragment(table, ["."])
     names = []
     for pool in (p.first_names, p.middle_names, p.last_names):
         ids = [tok.encode(name) for name in pool]
@@ -192,7 +199,8 @@ def _compiled(templates: str = DEFAULT_TEMPLATES) -> _Compiled:
         num_templates=np.array([len(t) for t in sentence_templates], np.int64),
         template_pieces=np.array(rows, np.int64), subject_capital=np.array(subject_capital, bool),
         subject_possessive=np.array(possessive, bool), mid_without_possessive=np.array(mid_without_possessive, np.int64),
-        post_without_period=np.array(post_without_period, np.int64), pronoun_base=pronoun_base,
+        post_without_period=np.array(post_without_period, np.int64),
+        reversed_fragments=np.array(reversed_fragments, np.int64), period=period_piece, pronoun_base=pronoun_base,
         value_base=np.array(value_base, np.int64), question_pieces=np.array(questions, np.int64),
         name_word_ids=tuple(names),
     )
@@ -239,16 +247,30 @@ def _gather(piece_ids_RK: np.ndarray, tokens: np.ndarray, starts: np.ndarray, le
 class Augment:
     """The paper's knowledge augmentations. Augment() is bioS single; multi5 + permute is
     Augment(multi=5, permute=True); permute1 / permute5 are multi 1 / 5 with permute=True and
-    fresh_templates=False; fullname is Augment(fullname=True)."""
+    fresh_templates=False; fullname is Augment(fullname=True).
+
+    reverse (Part 3.2's remedy for inverse search, "knowledge written in reverse" in pretraining):
+    each rendering is followed by its reversed twin, written with the entity-preserving word reversal
+    of reverse training (Golovneva, Allen-Zhu et al. 2024, arXiv 2403.13799): the sentences run last to
+    first and each sentence's words last to first, its final "." staying last, while the person's
+    name, the pronouns and every value keep their own order. "Carter Nicholas Bray was born on
+    January 1, 1951." becomes "January 1, 1951 on born was Carter Nicholas Bray.", so a causal model
+    reads the values before the name. The paper does not give its reversed format; this is lmphys's
+    choice and says so in docs/part3-knowledge.md."""
 
     multi: int = 1  # M renderings per person
     permute: bool = False  # each rendering's sentence order shuffled
     fullname: bool = False  # every sentence names the person in full (else the first only, then he/she)
     fresh_templates: bool = True  # renderings after the first draw fresh templates (else reuse the first's)
+    reverse: bool = False  # each rendering also written in reverse (2M documents per person)
 
     def __post_init__(self):
         if not isinstance(self.multi, (int, np.integer)) or self.multi < 1:
             raise ConfigError(f"augment.multi must be a positive integer, got {self.multi!r}")
+
+    @property
+    def documents_per_person(self) -> int:
+        return int(self.multi) * (2 if self.reverse else 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,10 +341,28 @@ def rendering_plan(seed: int, persons: np.ndarray, augment: Augment = Augment(),
 
 
 _PRE, _SUBJECT, _MID, _VALUE, _POST = range(5)  # the pieces of one sentence
+# A reversed sentence: its words from last to first, the subject and the value kept as written.
+_R_POST, _R_VALUE, _R_MID, _R_SUBJECT, _R_PRE, _R_PERIOD = range(6)
 
 
-def _render_chunk(compiled, table, value_pieces, gender, person, templates, order, fullname):
-    """Token arrays of documents (see biographies) for one chunk of the plan."""
+def _reversed_pieces(compiled, pieces, template_global, drop_possessive):
+    """The pieces [D, 6, 6] of the reversed documents: the sentences last to first, each one's
+    template words last to first and its final "." kept last; names, pronouns and values (the
+    entities) keep their own word order, so every value still reads as in the forward text."""
+    fragments = compiled.reversed_fragments[template_global]  # [D, 6, 4]
+    out = np.empty(pieces.shape[:2] + (6,), np.int64)
+    out[..., _R_POST] = fragments[..., 3]
+    out[..., _R_VALUE] = pieces[..., _VALUE]
+    out[..., _R_MID] = np.where(drop_possessive, fragments[..., 2], fragments[..., 1])
+    out[..., _R_SUBJECT] = pieces[..., _SUBJECT]
+    out[..., _R_PRE] = fragments[..., 0]
+    out[..., _R_PERIOD] = compiled.period
+    return out[:, ::-1]
+
+
+def _render_chunk(compiled, table, value_pieces, gender, person, templates, order, fullname, reverse=False):
+    """Token arrays of documents (see biographies) for one chunk of the plan; `reverse`: each
+    document written in reverse (see Augment.reverse)."""
     tokens, starts, lengths, name_base = table
     docs = len(person)
     rows = np.arange(docs)[:, None]
@@ -338,16 +378,27 @@ def _render_chunk(compiled, table, value_pieces, gender, person, templates, orde
     pieces[..., _VALUE] = value_piece
     pieces[..., _POST] = np.where(compiled.ends_with_period[value_piece],
                                   compiled.post_without_period[template_global], pieces[..., _POST])
-    flat, offsets, inside, piece_lengths = _gather(pieces.reshape(docs, SENTENCES * 5), tokens, starts, lengths)
-    inside = inside.reshape(docs, SENTENCES, 5)
-    value_start = inside[..., _VALUE]
+    if reverse:
+        pieces = _reversed_pieces(compiled, pieces, template_global, possessive & ~names)
+        order = order[:, ::-1]
+        named_sentence = 0 if fullname else SENTENCES - 1
+        value_slot, subject_slot, first_pronoun_sentence = _R_VALUE, _R_SUBJECT, 0
+    else:
+        value_slot, subject_slot, named_sentence, first_pronoun_sentence = _VALUE, _SUBJECT, 0, 1
+    slots = pieces.shape[2]
+    flat, offsets, inside, piece_lengths = _gather(pieces.reshape(docs, SENTENCES * slots), tokens, starts, lengths)
+    inside = inside.reshape(docs, SENTENCES, slots)
+    value_start = inside[..., value_slot]
     value_spans = np.zeros((docs, SENTENCES, 2), np.int32)
     value_spans[rows, order, 0] = value_start
-    value_spans[rows, order, 1] = value_start + piece_lengths.reshape(docs, SENTENCES, 5)[..., _VALUE]
-    name_start = inside[:, 0, _SUBJECT]
+    value_spans[rows, order, 1] = value_start + piece_lengths.reshape(docs, SENTENCES, slots)[..., value_slot]
+    # The first full name of the text (without fullname the forward text's first sentence names the
+    # person, so once reversed that sentence comes last).
+    name_start = inside[:, named_sentence, subject_slot]
     name_spans = np.stack([name_start, name_start + 3], axis=1).astype(np.int32)
-    # Without fullname the second sentence's subject is the first pronoun.
-    pronoun_positions = np.full(docs, -1, np.int32) if fullname else inside[:, 1, _SUBJECT].astype(np.int32)
+    # Without fullname every other sentence's subject is a pronoun: the first one in the text.
+    pronoun_positions = (np.full(docs, -1, np.int32) if fullname
+                         else inside[:, first_pronoun_sentence, subject_slot].astype(np.int32))
     return flat, offsets, value_spans, name_spans, pronoun_positions
 
 
@@ -355,9 +406,34 @@ def biographies(people: People, seed: int, augment: Augment = Augment(), persons
                 templates: str = DEFAULT_TEMPLATES) -> Documents:
     """M = augment.multi tokenized biographies of each person in `persons` (default all),
     consecutive per person; one sentence per attribute, from the template set `templates`
-    (templates.TEMPLATE_SETS). A function of (seed, people, augment, templates); a person's
-    documents do not depend on which other persons are rendered."""
+    (templates.TEMPLATE_SETS). With augment.reverse a person's M renderings are followed by their M
+    reversed twins (same templates and sentence order, written backwards). A function of (seed,
+    people, augment, templates); a person's documents do not depend on which other persons are
+    rendered."""
     persons = check_persons(people, persons)
+    forward = _render(people, seed, augment, persons, templates, reverse=False)
+    if not augment.reverse:
+        return forward
+    backward = _render(people, seed, augment, persons, templates, reverse=True)
+    # Person i's documents: its M forward renderings (rows i*M ...), then their M twins (rows D + i*M ...).
+    blocks = np.arange(len(forward)).reshape(len(persons), int(augment.multi))
+    order = np.concatenate([blocks, blocks + len(forward)], axis=1).reshape(-1)
+    tokens = np.concatenate([forward.tokens, backward.tokens])
+    starts = np.concatenate([forward.offsets[:-1], backward.offsets[:-1] + len(forward.tokens)])
+    lengths = np.concatenate([np.diff(forward.offsets), np.diff(backward.offsets)])
+    flat, offsets, _, _ = _gather(order[:, None], tokens, starts, lengths)
+
+    def both(field):
+        return np.concatenate([getattr(forward, field), getattr(backward, field)])[order]
+
+    return Documents(tokens=flat.astype(np.int32), offsets=offsets, person=both("person"),
+                     value_spans=both("value_spans"), name_spans=both("name_spans"),
+                     pronoun_positions=both("pronoun_positions"))
+
+
+def _render(people: People, seed: int, augment: Augment, persons: np.ndarray, templates: str,
+            reverse: bool) -> Documents:
+    """The M renderings per person of `biographies`, all forward or all reversed."""
     compiled = _compiled(templates)
     table = _with_names(compiled, people)
     value_pieces = _value_pieces(compiled, people)
@@ -367,7 +443,7 @@ def biographies(people: People, seed: int, augment: Augment = Augment(), persons
     for begin in range(0, len(person), _CHUNK_DOCS):
         chunk = slice(begin, begin + _CHUNK_DOCS)
         parts.append(_render_chunk(compiled, table, value_pieces, gender, person[chunk], chosen[chunk],
-                                   order[chunk], bool(augment.fullname)))
+                                   order[chunk], bool(augment.fullname), reverse))
     if not parts:
         return Documents(np.zeros(0, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int32),
                          np.zeros((0, SENTENCES, 2), np.int32), np.zeros((0, 2), np.int32), np.zeros(0, np.int32))
