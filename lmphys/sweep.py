@@ -2,7 +2,8 @@
 own workdir.
 
 A sweep config (configs/sweeps/*.py) holds a complete run config as `base`, a `grid` that mirrors
-the config's layout with a list of values per swept field, the post-training `analyses` to run on
+the config's layout with a tuple of values per swept field (a tuple, not a list, so that absl can
+narrow it from the command line: --config.grid.seed="(1,)"), the post-training `analyses` to run on
 each trial (names from its world's ANALYSES, e.g. "structure" for cfg), and optionally `max_models_per_job` (default 8) and `cases`: settings of several fields
 that only go together (model shapes as (num_layers, num_heads, width), a retry kind with its rate),
 a list of dicts that mirror the config's layout with one value per field. Each case is combined

@@ -116,6 +116,37 @@ def test_trials_that_share_shapes_are_grouped_into_stacked_jobs(tmp_path):
     assert [job.index for job in jobs] == list(range(10))
 
 
+SWEEP_FILES = sorted(name for name in os.listdir(os.path.join(REPO, "configs", "sweeps")) if name.endswith(".py"))
+
+
+def _leaves(grid, prefix=""):
+    for key, value in grid.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("name", SWEEP_FILES)
+def test_every_sweep_grid_field_can_be_narrowed_from_the_command_line(name):
+    """Each grid field is a tuple, which absl's --config.grid.<field>="(<value>,)" can override
+    (ml_collections refuses to put a tuple where the config holds a list)."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    path = os.path.join(REPO, "configs", "sweeps", name)
+    leaves = list(_leaves(load_config_file(path).grid))
+    assert leaves
+    for field, values in leaves:
+        assert isinstance(values, tuple), f"{name}: grid.{field} is a {type(values).__name__}"
+        argv = ["sweep.py", f"--config={path}", f"--config.grid.{field}=({values[-1]!r},)"]
+        flag_values = flags.FlagValues()  # scripts/sweep.py's flag, defined apart from the global flags
+        config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=False, sys_argv=argv)
+        flag_values(argv)
+        narrowed = sweep.expand(flag_values.config.grid)
+        assert narrowed and all(dict(trial.overrides)[f"{field}"] == values[-1] for trial in narrowed)
+
+
 DEPTH_WIDTH = os.path.join(REPO, "configs", "sweeps", "depth_width.py")
 
 

@@ -30,7 +30,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     base.train.eval_every = 600
     base.train.checkpoint_every = 100
     sweep.grid = ml_collections.ConfigDict(
-        {"model": {"num_layers": [2, 4], "width": [64, 128]}, "seed": [0, 1]}
+        {"model": {"num_layers": (2, 4), "width": (64, 128)}, "seed": (0, 1)}
     )
     if scale == "tiny":
         base.task.batch_size, base.task.seq_len, base.model.max_len = 4, 32, 32
@@ -39,7 +39,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
         base.train.steps, base.train.eval_every, base.train.checkpoint_every = 24, 24, 4
         base.train.log_every_seconds = 1e-6
         base.parallel.data = 1  # batches of 4 rows: one device per job
-        sweep.grid.model.num_layers, sweep.grid.model.width = [1, 2], [16, 32]
+        sweep.grid.model.num_layers, sweep.grid.model.width = (1, 2), (16, 32)
     sweep.base = base
     sweep.analyses = ()
     sweep.max_models_per_job = 8

@@ -21,7 +21,7 @@ def get_config(base: str = "small") -> ml_collections.ConfigDict:
     sweep.workdir = f"runs/part1_positions_{base}"
     sweep.base = load_config_file(os.path.join(here, "..", "cfg", f"{base}.py"))
     sweep.grid = ml_collections.ConfigDict(
-        {"model": {"position": ["absolute", "relative", "rope", "pos", "uniform", "none"]}}
+        {"model": {"position": ("absolute", "relative", "rope", "pos", "uniform", "none")}}
     )
     sweep.analyses = ("structure",)
     return sweep

@@ -21,6 +21,6 @@ def get_config(base: str = "small") -> ml_collections.ConfigDict:
     sweep = ml_collections.ConfigDict()
     sweep.workdir = f"runs/part1_robustness_{base}"
     sweep.base = load_config_file(os.path.join(here, "..", "cfg", f"{base}.py"))
-    sweep.grid = ml_collections.ConfigDict({"task": {"corrupt_fraction": [0.0, 0.1]}})
+    sweep.grid = ml_collections.ConfigDict({"task": {"corrupt_fraction": (0.0, 0.1)}})
     sweep.analyses = ()
     return sweep

@@ -23,7 +23,7 @@ def get_config(arg: str = "biod,1000") -> ml_collections.ConfigDict:
     sweep = ml_collections.ConfigDict()
     sweep.workdir = "runs/part3_capacity_" + arg.replace(",", "_")
     sweep.base = load_config_file(os.path.join(os.path.dirname(__file__), "..", "bio", "capacity.py"), arg)
-    sweep.grid = ml_collections.ConfigDict({"model": {"width": [32, 64]}})
+    sweep.grid = ml_collections.ConfigDict({"model": {"width": (32, 64)}})
     sweep.cases = [{"task": _task_for(sweep.base.task, people)} for people in (200, 400)]
     sweep.analyses = ("capacity",)
     return sweep
