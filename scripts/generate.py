@@ -19,7 +19,9 @@ spreads its probability over many right tokens (the helper letters) against one 
 With --workdir of a knowledge run (Part 3, bioS, a decoder), it prints the model's greedy answers
 to the six questions about --count people of each half (the half whose QA is trained, and the
 held-out half: extraction), each beside the truth, then a table of the accuracy per attribute on
-each half's evaluation people (task.eval_people of each; the run's own qa_* metrics):
+each half's evaluation people (task.eval_people of each; the run's own qa_* metrics). A Part 3.2
+run (task.qa_kind a manipulation kind) is asked its own kind of question instead, and the table
+gives the whole-answer and final-answer accuracy (its manip_* metrics):
 
     python scripts/generate.py --workdir=runs/bio_small_finetune_single --count=3
 
@@ -169,6 +171,9 @@ def _print_knowledge_answers(workdir: str, run: runs.TrainedRun) -> None:
     trained = "QA-trained half" if task.config.qa_fraction > 0 else "QA-training half (this run trained no QA)"
     halves = {"train": trained, "test": "held-out half (its QA never trained: extraction)"}
     shown = _COUNT.value
+    if task.config.qa_kind != "attributes":
+        _print_manipulation_answers(workdir, run, model, key, halves)
+        return
     print(f"{workdir} at step {run.step} ({task.describe()}): greedy answers, "
           f"{shown} {'person' if shown == 1 else 'people'} of each half\n")
     accuracy, people = {}, {}
@@ -185,6 +190,31 @@ def _print_knowledge_answers(workdir: str, run: runs.TrainedRun) -> None:
     print("|---|---|---|")
     for attribute in (*bio.ATTRIBUTES, "all"):
         print(f"| {attribute} | {accuracy['train'][attribute]:.3f} | {accuracy['test'][attribute]:.3f} |")
+
+
+def _print_manipulation_answers(workdir: str, run: runs.TrainedRun, model, key, halves: dict[str, str]) -> None:
+    """A Part 3.2 run: its own kind of question (task.qa_kind), the model's answer beside the truth,
+    then the whole-answer and final-answer accuracy of each half (the run's manip_* metrics)."""
+    task, shown = run.task, _COUNT.value
+    kind = task.config.qa_kind + (" with CoT" if task.config.qa_cot else "")
+    print(f"{workdir} at step {run.step} ({task.describe()}, {kind} questions): greedy answers, "
+          f"{shown} of each half\n")
+    scores, asked = {}, {}
+    for half, persons in task.eval_persons.items():
+        answered = task.manipulation_answers(model, persons, key)
+        print(f"--- {halves[half]}")
+        for qa, text, ended in answered[:shown]:
+            verdict = "right" if text == qa.answer else (
+                "final answer right" if bio.manipulation.final_answer(qa.kind, text) == qa.final else "wrong")
+            print(f"  {qa.question}\n    model: {text}{'' if ended else ' ... (no eos)'}\n    truth: {qa.answer}  ({verdict})")
+        print()
+        pairs, generated, _ = zip(*answered)
+        scores[half], asked[half] = bio.manipulation.accuracy(list(pairs), list(generated)), len(answered)
+    print(f"| {task.config.qa_kind} | QA-trained half ({asked['train']} questions) | "
+          f"held-out half ({asked['test']} questions) |")
+    print("|---|---|---|")
+    for name, label in (("answer_exact", "whole answer"), ("final_correct", "final answer")):
+        print(f"| {label} | {scores['train'][name]:.3f} | {scores['test'][name]:.3f} |")
 
 
 def _part4_task(world: str):

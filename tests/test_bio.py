@@ -102,6 +102,11 @@ def test_reverse_adds_a_reversed_twin_per_biography_seen_as_often_as_the_forward
     assert (windows == np.array(name + [period])).all(axis=2).any()
     with pytest.raises(ConfigError, match="task.reverse"):
         bio.validate(_task_config(world="biod", reverse=True))
+    # A run saved before the field existed still loads, without twins.
+    older = ml_collections.ConfigDict({k: v for k, v in _task_config(exposures=50, augmentation="multi5").items()
+                                       if k != "reverse"})
+    bio.validate(older)
+    assert bio.BioTask(older).bio_rows == plain.bio_rows < task.bio_rows
 
 
 def test_bad_task_fields_are_named():
@@ -202,6 +207,33 @@ def _check_generate_shows_answers_beside_the_truth(config, metrics):
     for attribute in (*bio.ATTRIBUTES, "all"):
         suffix = "" if attribute == "all" else f"_{attribute}"
         assert table[attribute] == [f"{metrics['qa_train' + suffix]:.3f}", f"{metrics['qa_test' + suffix]:.3f}"]
+
+
+@pytest.mark.slow
+def test_generate_asks_a_manipulation_run_its_own_kind_of_question(tmp_path):
+    config = _run_config(str(tmp_path / "manip"), qa_fraction=0.5, qa_kind="classify_month_2", qa_cot=True)
+    config.train.steps = config.train.eval_every = config.train.checkpoint_every = 30
+    metrics = loop.run(config, log=lambda line: None).eval_metrics
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, os.path.join(repo, "scripts", "generate.py"), f"--workdir={config.workdir}",
+                             "--count=2"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": repo})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == (f"{config.workdir} at step 30 (bioS 12 people, classify_month_2 with CoT questions): "
+                        "greedy answers, 2 of each half")
+    task = runs.build_task(config)
+    for half, header in (("train", "--- QA-trained half"), ("test", "--- held-out half")):
+        first = next(i for i, line in enumerate(lines) if line.startswith(header))
+        expected = manipulation_pairs(task.people, "classify_month_2", task.eval_persons[half],
+                                      task.config.world_seed + 1, True)[:2]
+        for k, qa in enumerate(expected):
+            question, model_line, truth_line = lines[first + 1 + 3 * k:first + 4 + 3 * k]
+            assert question.strip() == qa.question and model_line.startswith("    model: ")
+            assert truth_line.startswith(f"    truth: {qa.answer}  (")
+    assert lines[-4] == "| classify_month_2 | QA-trained half (6 questions) | held-out half (6 questions) |"
+    assert lines[-2] == f"| whole answer | {metrics['manip_train']:.3f} | {metrics['manip_test']:.3f} |"
+    assert lines[-1] == f"| final answer | {metrics['manip_train_final']:.3f} | {metrics['manip_test_final']:.3f} |"
 
 
 @pytest.mark.slow

@@ -69,6 +69,9 @@ AUGMENTATIONS = {
     "multi5_permute": {"multi": 5, "permute": True},
     "multi5_fullname_permute": {"multi": 5, "permute": True, "fullname": True},
 }
+# Fields added after runs were saved: their defaults keep the earlier behaviour, so the config.json
+# of an older run still loads (generate, probes, reports, init_from).
+_ADDED_FIELDS = {"reverse": False}
 _EVAL_CHUNK = 256  # prompts per generation call
 _PACKING_BUDGET_TOKENS = 2**26  # per pool: several packings while they fit (~320 MB of rows)
 _MOST_PACKINGS = 64
@@ -129,7 +132,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(task: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first bad bio task field."""
-    require_fields(task, default_config().keys(), "task", "lmphys.worlds.bio.default_config")
+    require_fields(task, [name for name in default_config().keys() if name not in _ADDED_FIELDS], "task",
+                   "lmphys.worlds.bio.default_config")
     require(task.world in WORLDS, "task.world", f"it must be one of {', '.join(WORLDS)}", task.world)
     require(task.objective in OBJECTIVES, "task.objective", f"it must be one of {', '.join(OBJECTIVES)}", task.objective)
     require(task.qa_kind in QA_KINDS, "task.qa_kind", f"it must be one of {', '.join(QA_KINDS)}", task.qa_kind)
@@ -159,8 +163,8 @@ def validate(task: ml_collections.ConfigDict) -> None:
                "the encoder (mlm) trains on biographies only: qa_fraction 0, world bios", task.objective)
     if task.world == "biod":
         require(task.qa_fraction == 0, "task.qa_fraction", "bioD has no QA: it measures capacity", task.qa_fraction)
-        require(not task.reverse, "task.reverse", "bioD documents have no words to reverse; it is for world bios",
-                task.reverse)
+        require(not task.get("reverse", False), "task.reverse",
+                "bioD documents have no words to reverse; it is for world bios", task.get("reverse"))
         for field, value in task.biod.items():
             require(isinstance(value, int) and value > 0, f"task.biod.{field}", "it must be a positive integer", value)
 
@@ -206,7 +210,7 @@ class BioTask:
         augment = Augment(**AUGMENTATIONS[self.config.augmentation])
         if self.config.renderings:
             augment = dataclasses.replace(augment, multi=self.config.renderings, fresh_templates=True)
-        return dataclasses.replace(augment, reverse=bool(self.config.reverse))
+        return dataclasses.replace(augment, reverse=bool(self.config.get("reverse", _ADDED_FIELDS["reverse"])))
 
     def _check_pool_size(self, documents: int, tokens_per_document: float) -> None:
         if documents * tokens_per_document > _PACKING_BUDGET_TOKENS:
@@ -387,21 +391,27 @@ class BioTask:
         return {f"qa_{half}_{name}" if name != "all" else f"qa_{half}": value
                 for name, value in attribute_accuracy(self.qa_answers(model, persons, key)).items()}
 
-    def _manipulation_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
+    def manipulation_answers(self, model: ModelFns, persons: np.ndarray,
+                             key: jax.Array) -> list[tuple[manipulation.ManipulationQA, str, bool]]:
+        """The model's greedy answers to the run's manipulation questions (task.qa_kind) about
+        `persons`: (question with its truth, generated text, whether it ended with eos). Another
+        seed than training's: comparisons pair people afresh (the single-person questions do not
+        depend on the seed)."""
+        if self.config.qa_kind == "attributes":
+            raise DataError("this run trained the six retrieval questions, not a manipulation kind")
         tok = self.tokenizer
-        # Another seed than training's: comparisons on the trained half pair people afresh (the
-        # single-person questions do not depend on the seed).
         pairs = manipulation.manipulation_pairs(self.people, self.config.qa_kind, persons, self.config.world_seed + 1,
                                              self.config.qa_cot)
         questions = [np.asarray(tok.encode(p.question), np.int32) for p in pairs]
-        answers = [np.asarray(tok.encode(p.answer), np.int32) for p in pairs]
-        generated = self._answers(model, key, questions, max(len(a) for a in answers))
-        exact = [np.array_equal(g, a) for g, a in zip(generated, answers)]
-        final = [
-            manipulation.final_answer(self.config.qa_kind, tok.decode([t for t in g if t >= 0])) == p.final
-            for g, p in zip(generated, pairs)
-        ]
-        return {f"manip_{half}": float(np.mean(exact)), f"manip_{half}_final": float(np.mean(final))}
+        longest = max(len(tok.encode(p.answer)) for p in pairs)
+        generated = self._answers(model, key, questions, longest)
+        return [(p, tok.decode(g[g >= 0]), len(g) == 0 or g[-1] >= 0) for p, g in zip(pairs, generated)]
+
+    def _manipulation_accuracy(self, model: ModelFns, key, persons: np.ndarray, half: str) -> dict[str, float]:
+        # An answer that never ended is longer than the truth, so it cannot match it whole.
+        pairs, generated, _ = zip(*self.manipulation_answers(model, persons, key))
+        scores = manipulation.accuracy(list(pairs), list(generated))
+        return {f"manip_{half}": scores["answer_exact"], f"manip_{half}_final": scores["final_correct"]}
 
     def describe(self) -> str:
         if self.config.world == "biod":
