@@ -102,6 +102,11 @@ def test_reverse_adds_a_reversed_twin_per_biography_seen_as_often_as_the_forward
     assert (windows == np.array(name + [period])).all(axis=2).any()
     with pytest.raises(ConfigError, match="task.reverse"):
         bio.validate(_task_config(world="biod", reverse=True))
+    # At paper scale (fixed steps) the config doubles the steps for the same reason.
+    manipulation_config = os.path.join(CONFIGS, "bio", "manipulation.py")
+    paper_steps = {arg: config_lib.load_config_file(manipulation_config, arg).train.steps
+                   for arg in ("inverse_birth,plain,paper", "inverse_birth,plain,paper,reverse")}
+    assert paper_steps["inverse_birth,plain,paper,reverse"] == 2 * paper_steps["inverse_birth,plain,paper"]
     # A run saved before the field existed still loads, without twins.
     older = ml_collections.ConfigDict({k: v for k, v in _task_config(exposures=50, augmentation="multi5").items()
                                        if k != "reverse"})

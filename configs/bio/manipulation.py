@@ -12,7 +12,8 @@ One run trains on every person's multi5+permute biographies (so their knowledge 
 with the manipulation questions of the training half (half the rows). To fine-tune a pretrained
 model instead, add --config.init_from=<its workdir> --config.task.qa_fraction=1.
 A trailing ",reverse" adds each biography's reversed twin (task.reverse: values before the name),
-Part 3.2's condition under which inverse search can work. configs/sweeps/part3_manipulation.py runs
+Part 3.2's condition under which inverse search can work; the forward biographies keep their
+sightings and the twins get as many, so the run is twice as long. configs/sweeps/part3_manipulation.py runs
 every kind with and without CoT.
 """
 import os
@@ -43,5 +44,7 @@ def get_config(arg: str = "classify_month_2,cot") -> ml_collections.ConfigDict:
     config.task.qa_cot = style == "cot"
     config.task.qa_fraction = 0.5
     if scale == "small":
-        config.task.exposures = 100
+        config.task.exposures = 100  # with reverse the twins come on top: twice the steps
+    elif reverse:  # as at small scale, the forward texts keep their sightings and the twins add as many
+        config.train.steps *= 2
     return config
