@@ -215,12 +215,21 @@ def bench_bio(repeats: int, num_people: int = 100_000) -> list[tuple[str, str, s
     sample_s, render_s, qa_s = (min(run[column] for run in runs) for column in range(3))
     tokens = runs[0][3]
     wall = setup + sum(runs[0][:3])
+    people = bio.sample_people(0, num_people)
+    reverse_s = []
+    for _ in range(max(1, repeats)):  # Part 3.2's reversed twins (task.reverse): twice the documents
+        started = time.perf_counter()
+        reverse_tokens = len(bio.biographies(people, seed=0, augment=dataclasses.replace(augment, reverse=True)).tokens)
+        reverse_s.append(time.perf_counter() - started)
     return [
         (f"bio.sample_people n={num_people:,}", f"{num_people / sample_s:,.0f} people/s", f"{sample_s * 1e3:.0f} ms"),
         (f"bio.biographies {num_people:,} people, multi5 + permute, tokenized",
          f"{tokens / render_s / 1e6:.1f}M tokens/s",
          f"{num_people / render_s:,.0f} people/s; {5 * num_people:,} documents, {tokens / 1e6:.1f}M tokens "
          f"in {render_s:.2f}s; cold wall {wall:.1f}s (vocabulary and pieces {setup:.1f}s, people, biographies, QA)"),
+        (f"bio.biographies {num_people:,} people, multi5 + permute + reverse", f"{reverse_tokens / min(reverse_s) / 1e6:.1f}M tokens/s",
+         f"{10 * num_people:,} documents (each rendering and its reversed twin), {reverse_tokens / 1e6:.1f}M tokens "
+         f"in {min(reverse_s):.2f}s"),
         (f"bio.qa_tokens {num_people:,} people", f"{6 * num_people / qa_s:,.0f} QA pairs/s", f"{qa_s:.2f}s"),
     ]
 
