@@ -13,9 +13,9 @@ from lmphys import probe
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
 from lmphys.worlds import bio
-from lmphys.worlds.bio import probes, text
+from lmphys.worlds.bio import pieces, probes, text
 
-TOKENIZER = text.tokenizer()
+TOKENIZER = pieces.tokenizer()
 
 
 def tiny_model(kind: str = "gpt", seed: int = 0):

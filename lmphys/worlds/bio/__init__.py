@@ -10,9 +10,10 @@ Public API:
     task.qa_answers(model, persons, key)                each greedy answer beside the truth (bio.Answer)
 
 Modules: people (the table and its pools), templates (sentences, questions, the word rule),
-text (biographies, QA, the tokenizer), manipulation (Part 3.2 questions), biod (Part 3.3's bioD
-worlds), pack (documents packed into rows), task (the training task), probes (P- and Q-probing of a
-trained model), capacity (Part 3.3's bits of knowledge).
+pieces (the tokenizer and the pre-tokenized pieces), text (biographies, forward and reversed, and
+QA), manipulation (Part 3.2 questions), biod (Part 3.3's bioD worlds), pack (documents packed into
+rows), task (the training task), probes (P- and Q-probing of a trained model), capacity (Part 3.3's
+bits of knowledge).
 """
 from lmphys.worlds.bio import capacity, probes
 from lmphys.worlds.bio.people import ATTRIBUTES, People, sample_people
@@ -26,7 +27,8 @@ from lmphys.worlds.bio.task import (
     validate,
     validate_config,
 )
-from lmphys.worlds.bio.text import Augment, Documents, biographies, qa_pairs, qa_tokens, tokenizer
+from lmphys.worlds.bio.pieces import tokenizer
+from lmphys.worlds.bio.text import Augment, Documents, biographies, qa_pairs, qa_tokens
 
 # Analyses of a trained model (sweep `analyses`, scripts/probe.py): name -> fn(task, graphdef, params).
 ANALYSES = {"capacity": capacity.analyze_run, "knowledge_probes": probes.analyze_run}

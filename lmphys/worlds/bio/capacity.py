@@ -64,7 +64,8 @@ from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
 from lmphys.worlds.bio import biod
 from lmphys.worlds.bio.people import ATTRIBUTES, max_people
-from lmphys.worlds.bio.text import biographies, gender_words, value_extensions
+from lmphys.worlds.bio.pieces import gender_words
+from lmphys.worlds.bio.text import biographies, value_extensions
 
 __all__ = [
     "BIOS_CHOICES", "span_losses", "document_measures", "biod_bits", "biod_ceiling", "bios_bits", "bios_ceiling",

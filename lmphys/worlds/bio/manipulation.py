@@ -17,7 +17,7 @@ chain of thought (the fact to state *is* the answer): its CoT form restates the 
 kinds and lets experiments confirm that such a restatement does not help.
 
 Texts use only words of the bioS vocabulary plus `PHRASES` (the templates' fixed words, from
-templates.py), which `text.tokenizer()` adds to it.
+templates.py), which `pieces.tokenizer()` adds to it.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ from flax import nnx
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
 from lmphys.probe import hidden_with_update, init_embedding_update, split_rows, standardizer
-from lmphys.worlds.bio import text
+from lmphys.worlds.bio import pieces, text
 from lmphys.worlds.bio.people import ATTRIBUTES, FIRST_YEAR, NUM_YEARS, People, num_classes
 
 _EVAL_CHUNK = 256  # rows per forward pass when scoring
@@ -360,7 +360,7 @@ def p_probe(
 ) -> dict[str, float]:
     """P-probing (module docstring): held-out accuracy "P{p}.{attribute}" of reading each attribute
     at the token before attribute p's value in each person's first biography (36 entries)."""
-    tokenizer = text.tokenizer()
+    tokenizer = pieces.tokenizer()
     inputs = p_probe_inputs(documents, bos_id=tokenizer.bos_id, pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id,
                             causal=_is_causal(graphdef, params))
     if inputs.person_N.max() >= len(people):
@@ -384,7 +384,7 @@ def q_probe(
 ) -> dict[str, float]:
     """Q-probing (module docstring): held-out accuracy "Q.{attribute}" of reading each attribute at
     the last token of BOS + full name (6 entries)."""
-    inputs = q_probe_inputs(people, text.tokenizer())
+    inputs = q_probe_inputs(people, pieces.tokenizer())
     return _probe(graphdef, params, people, inputs, ["Q"], train_fraction=train_fraction, rank=rank, steps=steps,
                   learning_rate=learning_rate, batch_size=batch_size, key=key)
 

@@ -52,7 +52,8 @@ from lmphys.worlds.base import Batch, ModelFns, masked_lm_batch
 from lmphys.worlds.bio import biod, manipulation, pack
 from lmphys.worlds.bio.people import ATTRIBUTES, sample_people
 from lmphys.worlds.bio.templates import TEMPLATE_SETS
-from lmphys.worlds.bio.text import Augment, biographies, qa_tokens, tokenizer
+from lmphys.worlds.bio.pieces import tokenizer
+from lmphys.worlds.bio.text import Augment, biographies, qa_tokens
 
 WORLDS = ("bios", "biod")
 QA_KINDS = ("attributes",) + manipulation.KINDS
