@@ -164,8 +164,8 @@ def validate(task: ml_collections.ConfigDict) -> None:
                "the encoder (mlm) trains on biographies only: qa_fraction 0, world bios", task.objective)
     if task.world == "biod":
         require(task.qa_fraction == 0, "task.qa_fraction", "bioD has no QA: it measures capacity", task.qa_fraction)
-        require(not task.get("reverse", False), "task.reverse",
-                "bioD documents have no words to reverse; it is for world bios", task.get("reverse"))
+        reverse = task.get("reverse", _ADDED_FIELDS["reverse"])
+        require(not reverse, "task.reverse", "bioD documents have no words to reverse; it is for world bios", reverse)
         for field, value in task.biod.items():
             require(isinstance(value, int) and value > 0, f"task.biod.{field}", "it must be a positive integer", value)
 
