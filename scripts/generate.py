@@ -204,8 +204,7 @@ def _print_manipulation_answers(workdir: str, run: runs.TrainedRun, model, key, 
         answered = task.manipulation_answers(model, persons, key)
         print(f"--- {halves[half]}")
         for qa, text, ended in answered[:shown]:
-            verdict = "right" if text == qa.answer else (
-                "final answer right" if bio.manipulation.final_answer(qa.kind, text) == qa.final else "wrong")
+            verdict = bio.manipulation.grade(qa, text).describe()
             print(f"  {qa.question}\n    model: {text}{'' if ended else ' ... (no eos)'}\n    truth: {qa.answer}  ({verdict})")
         print()
         pairs, generated, _ = zip(*answered)

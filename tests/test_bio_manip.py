@@ -8,7 +8,7 @@ import pytest
 
 from lmphys.errors import ConfigError, DataError
 from lmphys.worlds import bio
-from lmphys.worlds.bio.manipulation import KINDS, accuracy, final_answer, manipulation_pairs
+from lmphys.worlds.bio.manipulation import KINDS, accuracy, final_answer, grade, manipulation_pairs
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,11 @@ def test_accuracy_scores_whole_answer_and_final_answer_separately(people):
     generated = [pairs[0].answer, wrong_reasoning, "1899", pairs[3].answer + "."]
     scores = accuracy(pairs, generated)
     assert scores == {"answer_exact": 0.25, "final_correct": 0.75}
+
+
+def test_grade_tells_each_answer_right_final_right_or_wrong(people):
+    pairs = manipulation_pairs(people, "retrieval_year", PERSONS[:3], seed=0, cot=True)
+    wrong_reasoning = pairs[1].answer.replace(pairs[1].answer.split(" was born on ")[0], "Somebody Else")
+    verdicts = [grade(qa, text).describe() for qa, text in
+                zip(pairs, [" " + pairs[0].answer + "\n", wrong_reasoning, "1899"])]
+    assert verdicts == ["right", "final answer right", "wrong"]

@@ -22,6 +22,7 @@ templates.py), which `pieces.tokenizer()` adds to it.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import numpy as np
 
@@ -174,13 +175,28 @@ def final_answer(kind: str, generated: str) -> str:
     return final.strip().removesuffix(".").strip()
 
 
+class Grade(typing.NamedTuple):
+    """One generated answer against its question: the whole answer exact, and the final answer right
+    (what the paper scores; a chain of thought may go wrong on the way and still end right)."""
+    exact: bool
+    final: bool
+
+    def describe(self) -> str:
+        return "right" if self.exact else "final answer right" if self.final else "wrong"
+
+
+def grade(qa: ManipulationQA, generated: str) -> Grade:
+    """Grade one generated answer to `qa` (surrounding whitespace ignored)."""
+    return Grade(exact=generated.strip() == qa.answer, final=final_answer(qa.kind, generated) == qa.final)
+
+
 def accuracy(pairs: list[ManipulationQA], generated: list[str]) -> dict[str, float]:
-    """Exact match of the whole answer ("answer_exact") and of the final answer alone ("final_correct",
-    what the paper scores), over the generated answers to `pairs`."""
+    """The shares of `grade`'s two verdicts over the generated answers to `pairs`: the whole answer
+    exact ("answer_exact") and the final answer right ("final_correct")."""
     if len(pairs) != len(generated):
         raise DataError(f"{len(pairs)} questions but {len(generated)} generated answers")
     if not pairs:
         return {"answer_exact": 0.0, "final_correct": 0.0}
-    exact = [g.strip() == qa.answer for qa, g in zip(pairs, generated)]
-    final = [final_answer(qa.kind, g) == qa.final for qa, g in zip(pairs, generated)]
-    return {"answer_exact": float(np.mean(exact)), "final_correct": float(np.mean(final))}
+    grades = [grade(qa, g) for qa, g in zip(pairs, generated)]
+    return {"answer_exact": float(np.mean([g.exact for g in grades])),
+            "final_correct": float(np.mean([g.final for g in grades]))}
