@@ -7,8 +7,9 @@ people whose manipulation questions were never trained.
     python scripts/report.py --sweep=runs/part3_manipulation_small
 
 Some kinds only: --config.grid.task.qa_kind="('classify_month_12','inverse_birth')"; without or
-with CoT only: --config.grid.task.qa_cot="(True,)". The trials share the sweep's workdir, so a
-later run of the whole grid skips the ones already done.
+with CoT only: --config.grid.task.qa_cot="(True,)"; two model seeds on the same people, split and
+questions (report.py's results_mean.md gives mean ± std): --config.grid.seed="(0,1)". The trials
+share the sweep's workdir, so a later run of the whole grid skips the ones already done.
 
 ",reverse" trains on each biography and its reversed twin (task.reverse: the values before the
 name) and asks inverse search only, without and with CoT, in its own workdir
@@ -37,7 +38,8 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
                                   f"classify_month_2,cot,{scale}{',reverse' if reverse else ''}")
     sweep.base.workdir = sweep.workdir
     kinds = ("inverse_birth",) if reverse else tuple(KINDS)
-    # Tuples, so a subset runs from the command line: --config.grid.task.qa_kind="('inverse_birth',)".
-    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": kinds, "qa_cot": (False, True)}})
+    # Tuples, so a subset runs from the command line: --config.grid.task.qa_kind="('inverse_birth',)",
+    # and a second model seed trains stacked with the first: --config.grid.seed="(0,1)".
+    sweep.grid = ml_collections.ConfigDict({"task": {"qa_kind": kinds, "qa_cot": (False, True)}, "seed": (0,)})
     sweep.analyses = ()
     return sweep
