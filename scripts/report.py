@@ -23,7 +23,7 @@ from lmphys import cli
 _SWEEP = flags.DEFINE_string("sweep", None, "A sweep workdir (holding trials/).", required=True)
 _INCLUDE = flags.DEFINE_list(
     "include", ["structure.summary", "capacity.bits_per_param", "capacity.ceiling", "knowledge_probes.summary",
-                "reasoning_probes.summary"],
+                "reasoning_probes.summary", "low_temperature"],
     "Prefixes of further result columns to show in the table."
 )
 

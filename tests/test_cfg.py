@@ -400,3 +400,32 @@ def test_evaluate_with_a_perfect_and_a_broken_model():
     assert metrics["gen_accuracy"] == 0.0 and metrics["cut_accuracy"] == 0.0
     assert metrics["corrupted_cut_accuracy"] == 0.0 and metrics["kl"] > 0.1
     assert cfg.CFGTask(g, objective="mlm", seq_len=32).evaluate(ModelFns(None, None), jax.random.key(0)) == {}
+
+
+def test_low_temperature_analysis_samples_at_each_temperature_on_the_evaluation_prefixes():
+    from lmphys.models import decode, transformer
+    from lmphys.worlds.cfg import temperatures
+
+    g = cfg.load_grammar("cfg_small")
+    task = cfg.CFGTask(g, batch_size=2, seq_len=32, eval_samples=32, eval_prefix_len=4, corrupt_rate=0.2)
+    model_cfg = transformer.ModelConfig(kind="gpt", vocab_size=task.vocab_size, num_layers=1, num_heads=2,
+                                        width=32, max_len=32)
+    graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
+    result = temperatures.analyze_run(task, graphdef, params, temperatures=(1e-6, 1.0))
+    assert set(result) == {"T=1e-06", "T=1"}
+
+    # Near zero the sampler is the argmax: the metrics are those of greedy decoding, with the keys the
+    # analysis uses (which greedy ignores), on the same held-out and corrupted prefixes as `evaluate`.
+    greedy = jax.jit(functools.partial(decode.generate, graphdef, greedy=True, eos_id=task.eos_id))
+    log_probs = lambda rows: jax.nn.log_softmax(transformer.apply(graphdef, params, rows))
+    keys = jax.random.split(jax.random.key(0))
+    expected = task.completion_metrics(ModelFns(functools.partial(greedy, params), log_probs), *keys)
+    assert result["T=1e-06"] == {name: expected[name] for name in ("cut_accuracy", "corrupted_cut_accuracy")}
+    hot = jax.jit(functools.partial(decode.generate, graphdef, temperature=1.0, eos_id=task.eos_id))
+    expected = task.completion_metrics(ModelFns(functools.partial(hot, params), log_probs), *keys)
+    assert result["T=1"] == {name: expected[name] for name in ("cut_accuracy", "corrupted_cut_accuracy")}
+
+    with pytest.raises(ConfigError, match="needs a decoder"):
+        temperatures.analyze_run(cfg.CFGTask(g, objective="mlm", seq_len=32), graphdef, params)
+    with pytest.raises(ConfigError, match="must be > 0"):
+        temperatures.analyze_run(task, graphdef, params, temperatures=(0.0,))

@@ -10,9 +10,10 @@ Public API:
 
 Modules: grammar (tables), sampler, parse (the exact parser), measure (next-token law, KL,
 diversity), robust (edit distance to the language, corruption), task (the training task),
-structure (Part 1's probes of a trained model), speed (throughput for scripts/bench.py).
+structure (Part 1's probes of a trained model), temperatures (the robustness metrics at the
+paper's low sampling temperatures), speed (throughput for scripts/bench.py).
 """
-from lmphys.worlds.cfg import structure
+from lmphys.worlds.cfg import structure, temperatures
 from lmphys.worlds.cfg.grammar import (
     SHIPPED,
     Grammar,
@@ -34,7 +35,7 @@ from lmphys.worlds.cfg.task import (
 )
 
 # Analyses of a trained model (sweep `analyses`, scripts/probe.py): name -> fn(task, graphdef, params).
-ANALYSES = {"structure": structure.analyze_run}
+ANALYSES = {"structure": structure.analyze_run, "low_temperature": temperatures.analyze_run}
 
 __all__ = [
     "SHIPPED", "Grammar", "load_grammar", "save_grammar", "random_grammar", "grammar_from_json",

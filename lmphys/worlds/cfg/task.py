@@ -189,9 +189,22 @@ class CFGTask:
             return {}
         gen_key, cut_key, corrupted_key = jax.random.split(key, 3)
         metrics = self._generation_metrics(model, gen_key)
+        metrics.update(self.completion_metrics(model, cut_key, corrupted_key))
         held, held_lengths = self.held_out()
-        metrics["cut_samples"] = float(len(held_lengths))
-        metrics["held_out_fit_fraction"] = self._held_out_fit
+        if not len(held_lengths):
+            return metrics
+        strings, lengths = held[: self.eval_kl_strings], held_lengths[: self.eval_kl_strings]
+        rows = document_rows(self.grammar, strings, lengths, self.seq_len)
+        kl = measure.kl_to_grammar(self.grammar, rows, lengths, np.asarray(model.log_probs(jnp.asarray(rows))))
+        metrics["kl"] = kl["kl"]
+        return metrics
+
+    def completion_metrics(self, model: ModelFns, cut_key: jax.Array, corrupted_key: jax.Array) -> dict[str, float]:
+        """cut_samples, held_out_fit_fraction, cut_accuracy and (corrupt_rate > 0) corrupted_cut_accuracy,
+        corrupted_changes and corrupted_prefix_distance of `evaluate`, sampled by `model` (so at the
+        temperature its sampler was built with; the robustness analysis passes lower ones)."""
+        held, held_lengths = self.held_out()
+        metrics = {"cut_samples": float(len(held_lengths)), "held_out_fit_fraction": self._held_out_fit}
         if not len(held_lengths):
             return metrics
         prefix = self.eval_prefix_len
@@ -210,10 +223,6 @@ class CFGTask:
             metrics["corrupted_cut_accuracy"] = float(ok.mean())
             metrics["corrupted_changes"] = float(np.mean(changes))
             metrics["corrupted_prefix_distance"] = float(budgets.mean())
-        strings, lengths = held[: self.eval_kl_strings], held_lengths[: self.eval_kl_strings]
-        rows = document_rows(self.grammar, strings, lengths, self.seq_len)
-        kl = measure.kl_to_grammar(self.grammar, rows, lengths, np.asarray(model.log_probs(jnp.asarray(rows))))
-        metrics["kl"] = kl["kl"]
         return metrics
 
     def _generation_metrics(self, model: ModelFns, key: jax.Array) -> dict[str, float]:
