@@ -60,7 +60,7 @@ def sample_np(g, seed, n):
     return np.asarray(strings), np.asarray(lengths)
 
 
-@pytest.mark.parametrize("name", PAPER + ("cfg_small",))
+@pytest.mark.parametrize("name", PAPER + ("cfg_small", "cfg_mid"))
 def test_shipped_grammar_samples_are_accepted(name):
     g = cfg.load_grammar(name)
     assert g.name == name and g.vocab_size == g.bos_id + 1 > max(g.eos_id, g.mask_id)
@@ -429,3 +429,11 @@ def test_low_temperature_analysis_samples_at_each_temperature_on_the_evaluation_
         temperatures.analyze_run(cfg.CFGTask(g, objective="mlm", seq_len=32), graphdef, params)
     with pytest.raises(ConfigError, match="must be > 0"):
         temperatures.analyze_run(task, graphdef, params, temperatures=(0.0,))
+
+
+def test_cfg_mid_is_the_grammar_its_readme_says_it_was_made_with():
+    made = cfg.random_grammar(jax.random.key(1), (1, 3, 3, 3, 3), deg_min=2, deg_max=3, len_min=2, len_max=3,
+                              name="cfg_mid")
+    shipped = cfg.load_grammar("cfg_mid")
+    assert made == shipped and (shipped.min_len, shipped.max_len) == (24, 54)
+    assert shipped.max_len + 2 <= load_config_file(os.path.join(REPO, "configs", "cfg", "mid.py")).task.seq_len

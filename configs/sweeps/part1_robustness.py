@@ -3,6 +3,7 @@ one trained with a share of perturbed strings completes them correctly.
 
     python scripts/sweep.py --config=configs/sweeps/part1_robustness.py         (cfg_small, CPU)
     python scripts/report.py --sweep=runs/part1_robustness_small
+    python scripts/sweep.py --config=configs/sweeps/part1_robustness.py:mid     (cfg_mid, CPU, 6,000 steps)
     python scripts/sweep.py --config=configs/sweeps/part1_robustness.py:cfg3f   (paper scale, GPU)
 
 Trials: task.corrupt_fraction 0 (clean) and 0.1 (a tenth of the training strings perturbed, each of

@@ -1,7 +1,7 @@
 """Part 1 of Physics of Language Models ("Hierarchical Language Structures"): layered CFG worlds.
 
 Public API:
-    g = load_grammar("cfg3f")             shipped tables cfg3b..cfg3k, cfg_small, or a .json path
+    g = load_grammar("cfg3f")             shipped tables cfg3b..cfg3k, cfg_small, cfg_mid, or a .json path
     g = random_grammar(key, sizes, ...)   new layered grammars with the papers' knobs
     tokens, lengths = sample(g, key, n)   jittable on-device sampler
     ok = accepts(g, tokens, lengths)      exact batched membership test

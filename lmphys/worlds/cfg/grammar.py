@@ -20,7 +20,7 @@ import numpy as np
 from lmphys.errors import DataError
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
-SHIPPED = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k", "cfg_small")
+SHIPPED = ("cfg3b", "cfg3i", "cfg3h", "cfg3g", "cfg3f", "cfg3e1", "cfg3e2", "cfg3j", "cfg3k", "cfg_small", "cfg_mid")
 
 # rules[level][symbol] is a tuple of rules; each rule is a tuple of positions into level+1's symbols.
 Rules = tuple[tuple[tuple[tuple[int, ...], ...], ...], ...]
@@ -144,7 +144,7 @@ def grammar_from_json(table: dict, name: str) -> Grammar:
 
 
 def load_grammar(name_or_path: str) -> Grammar:
-    """A shipped grammar by name (cfg3b cfg3i cfg3h cfg3g cfg3f cfg3e1 cfg3e2 cfg3j cfg3k cfg_small)
+    """A shipped grammar by name (cfg3b cfg3i cfg3h cfg3g cfg3f cfg3e1 cfg3e2 cfg3j cfg3k cfg_small cfg_mid)
     or a path to a .json rule table."""
     if name_or_path in SHIPPED:
         path, name = os.path.join(DATA_DIR, name_or_path + ".json"), name_or_path
