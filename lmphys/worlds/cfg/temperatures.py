@@ -3,8 +3,9 @@
 The paper compares clean- and perturbed-trained models at temperatures 0.1, 0.2 and 1.0: a model
 trained on perturbed strings reproduces their noise when it samples at 1.0, and corrects a corrupted
 prefix only when it samples near its argmax. The loop evaluates at `task.temperature` (1.0 by
-default); this analysis completes the same held-out clean and corrupted prefixes with the same keys
-at each lower temperature, so the rows of a robustness sweep carry every temperature.
+default); this analysis completes the same held-out clean and corrupted prefixes at each lower
+temperature (with sampling keys of its own, the same for every run), so the rows of a robustness
+sweep carry every temperature.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import functools
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from lmphys.errors import ConfigError
 from lmphys.models import decode, transformer
@@ -30,14 +32,14 @@ def analyze_run(task: Any, graphdef: Any, params: Any, *,
         raise ConfigError("analyses = ('low_temperature',) needs a decoder (task.objective = 'lm'): "
                           "an encoder does not complete prefixes")
     log_probs = jax.jit(lambda params, tokens: jax.nn.log_softmax(transformer.apply(graphdef, params, tokens)))
+    sample = jax.jit(functools.partial(decode.generate, graphdef, eos_id=task.eos_id))  # temperature traced: one compile
     cut_key, corrupted_key = jax.random.split(jax.random.key(_KEY_SEED))
     results = {}
     for temperature in temperatures:
         if not temperature > 0:
             raise ConfigError(f"low_temperature: temperature {temperature!r} must be > 0 (0 is greedy decoding)")
-        sample = jax.jit(functools.partial(decode.generate, graphdef, temperature=float(temperature),
-                                           eos_id=task.eos_id))
-        model = ModelFns(sample=functools.partial(sample, params), log_probs=functools.partial(log_probs, params))
+        model = ModelFns(sample=functools.partial(sample, params, temperature=jnp.float32(temperature)),
+                         log_probs=functools.partial(log_probs, params))
         metrics = task.completion_metrics(model, cut_key, corrupted_key)
         results[f"T={temperature:g}"] = {name: value for name, value in metrics.items() if name.endswith("_accuracy")}
     return results
