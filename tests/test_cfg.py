@@ -402,7 +402,38 @@ def test_evaluate_with_a_perfect_and_a_broken_model():
     assert cfg.CFGTask(g, objective="mlm", seq_len=32).evaluate(ModelFns(None, None), jax.random.key(0)) == {}
 
 
-def test_low_temperature_analysis_samples_at_each_temperature_on_the_evaluation_prefixes():
+def test_low_temperature_accuracies_come_from_the_model_at_each_temperature_with_fixed_keys():
+    from lmphys.worlds.cfg import temperatures
+
+    g = cfg.load_grammar("cfg_small")
+    task = cfg.CFGTask(g, batch_size=2, seq_len=32, eval_samples=32, eval_prefix_len=4, corrupt_rate=0.2)
+    held, held_len = task.held_out()
+    keys_seen = []
+
+    def model_at(temperature):
+        """Below 0.5, continues each prompt with the rest of its held-out string; above, never ends."""
+        def sample(prompts, starts, key):
+            keys_seen.append(np.asarray(jax.random.key_data(key)))
+            prompts = np.array(prompts)
+            if temperature >= 0.5:
+                return jnp.where(jnp.arange(prompts.shape[1])[None] >= jnp.asarray(starts)[:, None], 1, prompts)
+            for i, n in enumerate(held_len):
+                prompts[i, 5:n + 1], prompts[i, n + 1] = held[i, 4:n], task.eos_id
+            return jnp.asarray(prompts)
+        return ModelFns(sample, None)
+
+    result = temperatures.accuracies_at(task, model_at, (0.1, 1.0))
+    clean_rest = task.completion_metrics(model_at(0.1), *jax.random.split(jax.random.key(0)))
+    assert result == {"T=0.1": {"cut_accuracy": 1.0, "corrupted_cut_accuracy": clean_rest["corrupted_cut_accuracy"]},
+                      "T=1": {"cut_accuracy": 0.0, "corrupted_cut_accuracy": 0.0}}
+    assert 0 < clean_rest["corrupted_cut_accuracy"] < 1  # some corrupted prefixes are completable this way, not all
+    fixed = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(temperatures._KEY_SEED))))
+    assert all(np.array_equal(key, fixed[i % 2]) for i, key in enumerate(keys_seen[:4]))  # cut, corrupted per T
+    with pytest.raises(ConfigError, match="must be > 0"):
+        temperatures.accuracies_at(task, model_at, (0.2, 0.0))
+
+
+def test_low_temperature_analysis_samples_a_gpt_and_refuses_an_encoder():
     from lmphys.models import decode, transformer
     from lmphys.worlds.cfg import temperatures
 
@@ -411,24 +442,13 @@ def test_low_temperature_analysis_samples_at_each_temperature_on_the_evaluation_
     model_cfg = transformer.ModelConfig(kind="gpt", vocab_size=task.vocab_size, num_layers=1, num_heads=2,
                                         width=32, max_len=32)
     graphdef, params = transformer.init_model(model_cfg, jax.random.key(0))
-    result = temperatures.analyze_run(task, graphdef, params, temperatures=(1e-6, 1.0))
-    assert set(result) == {"T=1e-06", "T=1"}
-
-    # Near zero the sampler is the argmax: the metrics are those of greedy decoding, with the keys the
-    # analysis uses (which greedy ignores), on the same held-out and corrupted prefixes as `evaluate`.
+    result = temperatures.analyze_run(task, graphdef, params, temperatures=(1e-6,))
     greedy = jax.jit(functools.partial(decode.generate, graphdef, greedy=True, eos_id=task.eos_id))
-    log_probs = lambda rows: jax.nn.log_softmax(transformer.apply(graphdef, params, rows))
-    keys = jax.random.split(jax.random.key(0))
-    expected = task.completion_metrics(ModelFns(functools.partial(greedy, params), log_probs), *keys)
-    assert result["T=1e-06"] == {name: expected[name] for name in ("cut_accuracy", "corrupted_cut_accuracy")}
-    hot = jax.jit(functools.partial(decode.generate, graphdef, temperature=1.0, eos_id=task.eos_id))
-    expected = task.completion_metrics(ModelFns(functools.partial(hot, params), log_probs), *keys)
-    assert result["T=1"] == {name: expected[name] for name in ("cut_accuracy", "corrupted_cut_accuracy")}
-
+    expected = task.completion_metrics(ModelFns(functools.partial(greedy, params), None),
+                                       *jax.random.split(jax.random.key(0)))  # greedy ignores the keys
+    assert result == {"T=1e-06": {name: expected[name] for name in ("cut_accuracy", "corrupted_cut_accuracy")}}
     with pytest.raises(ConfigError, match="needs a decoder"):
         temperatures.analyze_run(cfg.CFGTask(g, objective="mlm", seq_len=32), graphdef, params)
-    with pytest.raises(ConfigError, match="must be > 0"):
-        temperatures.analyze_run(task, graphdef, params, temperatures=(0.0,))
 
 
 def test_cfg_mid_is_the_grammar_its_readme_says_it_was_made_with():

@@ -10,7 +10,7 @@ sweep carry every temperature.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,21 +25,31 @@ _KEY_SEED = 1  # one fixed key for every run, so two models are scored on the sa
 
 def analyze_run(task: Any, graphdef: Any, params: Any, *,
                 temperatures: Sequence[float] = PAPER_TEMPERATURES) -> dict[str, Any]:
-    """{"T=<t>": {"cut_accuracy": ..., "corrupted_cut_accuracy": ...}} for each temperature t: the
-    accuracies of CFGTask.completion_metrics (the corrupted one when task.corrupt_rate > 0); the
-    counts and distances beside them are those of the run's own evaluation."""
+    """{"T=<t>": {"cut_accuracy": ..., "corrupted_cut_accuracy": ...}} for each temperature t, of the
+    model (graphdef, params) sampling at t (see `accuracies_at`)."""
     if task.objective != "lm":
         raise ConfigError("analyses = ('low_temperature',) needs a decoder (task.objective = 'lm'): "
                           "an encoder does not complete prefixes")
     log_probs = jax.jit(lambda params, tokens: jax.nn.log_softmax(transformer.apply(graphdef, params, tokens)))
     sample = jax.jit(functools.partial(decode.generate, graphdef, eos_id=task.eos_id))  # temperature traced: one compile
+
+    def model_at(temperature: float) -> ModelFns:
+        return ModelFns(sample=functools.partial(sample, params, temperature=jnp.float32(temperature)),
+                        log_probs=functools.partial(log_probs, params))
+
+    return accuracies_at(task, model_at, temperatures)
+
+
+def accuracies_at(task: Any, model_at: Callable[[float], ModelFns], temperatures: Sequence[float]) -> dict[str, Any]:
+    """The accuracies of CFGTask.completion_metrics (the corrupted one when task.corrupt_rate > 0) of
+    model_at(t) for each temperature t, every t with the same sampling keys; the counts and
+    distances beside them are those of the run's own evaluation."""
+    bad = [t for t in temperatures if not t > 0]
+    if bad:
+        raise ConfigError(f"low_temperature: temperatures {bad!r} must be > 0 (0 is greedy decoding)")
     cut_key, corrupted_key = jax.random.split(jax.random.key(_KEY_SEED))
     results = {}
     for temperature in temperatures:
-        if not temperature > 0:
-            raise ConfigError(f"low_temperature: temperature {temperature!r} must be > 0 (0 is greedy decoding)")
-        model = ModelFns(sample=functools.partial(sample, params, temperature=jnp.float32(temperature)),
-                         log_probs=functools.partial(log_probs, params))
-        metrics = task.completion_metrics(model, cut_key, corrupted_key)
+        metrics = task.completion_metrics(model_at(temperature), cut_key, corrupted_key)
         results[f"T={temperature:g}"] = {name: value for name, value in metrics.items() if name.endswith("_accuracy")}
     return results
