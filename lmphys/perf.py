@@ -186,7 +186,7 @@ def measure_step(shape: PerfShape, levers: Levers, steps: int = 10, device: jax.
     model_cfg = model_config(shape, levers)
     optim_cfg = _optim_config()
     optimizer = optim.make_optimizer(optim_cfg)
-    graphdef, _ = transformer.init_model(model_cfg, jax.random.key(0))
+    graphdef = transformer.model_graph(model_cfg)
     states = [step_lib.init_state(transformer.init_model(model_cfg, jax.random.key(seed))[1], optimizer, optim_cfg)
               for seed in range(shape.num_models)]
     mesh = parallel.make_mesh(_parallel_config(), shape.num_models, [device])

@@ -434,6 +434,12 @@ def init_model(cfg: ModelConfig, key: jax.Array) -> tuple[nnx.GraphDef, dict]:
     return graphdef, nnx.to_pure_dict(state)
 
 
+def model_graph(cfg: ModelConfig) -> nnx.GraphDef:
+    """The model's graph definition, made abstractly: nothing is initialised (an eager init of the
+    parameters costs a second or more of op-by-op compiling on CPU)."""
+    return nnx.split(nnx.eval_shape(lambda: build_model(cfg, 0)))[0]
+
+
 def unrolled_graph(graphdef: nnx.GraphDef, params: Any) -> nnx.GraphDef:
     """The graph of the same model with its layers run in a Python loop (scan_layers=False): the
     same parameters and outputs; it compiles to a larger program that runs faster on CPU (15% for
@@ -441,8 +447,7 @@ def unrolled_graph(graphdef: nnx.GraphDef, params: Any) -> nnx.GraphDef:
     cfg = nnx.merge(graphdef, params).cfg
     if not cfg.scan_layers:
         return graphdef
-    unrolled_cfg = dataclasses.replace(cfg, scan_layers=False)
-    return nnx.split(nnx.eval_shape(lambda: build_model(unrolled_cfg, 0)))[0]
+    return model_graph(dataclasses.replace(cfg, scan_layers=False))
 
 
 def apply(

@@ -51,7 +51,7 @@ def build(config: ml_collections.ConfigDict) -> RunParts:
     """The parts of a run that its stacked models share (see RunParts)."""
     task = build_task(config)
     model_cfg = transformer.ModelConfig.from_config(config.model, vocab_size=task.vocab_size)
-    graphdef = transformer.init_model(model_cfg, jax.random.key(0))[0]
+    graphdef = transformer.model_graph(model_cfg)
     optimizer = optim.make_optimizer(config.optim)
     return RunParts(task, model_cfg, graphdef, optimizer, optim.Schedule.from_config(config.optim, config.train.steps))
 
