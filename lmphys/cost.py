@@ -1,7 +1,7 @@
 """What a sweep would cost on a GPU, estimated before it runs (`scripts/sweep.py --estimate`).
 
 A trial's training FLOPs are its steps x tokens per step x analytic FLOPs per token
-(transformer.flops_per_token). They become hours at the FLOP rate the PyTorch peer (nanoGPT's
+(sizes.flops_per_token). They become hours at the FLOP rate the PyTorch peer (nanoGPT's
 bench.py) reached on one H100 on the perf reference shapes (perf.REFERENCE_SHAPES: its tokens/s
 times the shape's FLOPs per token), interpolated by model width on a log scale: from 138 TFLOP/s at
 width 256 to 504 TFLOP/s at width 1920. That is what a hand-tuned step achieves, not the card's
@@ -29,7 +29,7 @@ import ml_collections
 from lmphys import config as config_lib
 from lmphys import perf
 from lmphys.errors import LmphysError
-from lmphys.models import transformer
+from lmphys.models import sizes, transformer
 from lmphys.train import run_config, runs
 
 
@@ -56,7 +56,7 @@ def reference_rates() -> tuple[tuple[int, float], ...]:
         if shape.baseline_tokens_per_s is None:
             continue
         model = perf.model_config(shape, perf.Levers())
-        rates[shape.width] = shape.baseline_tokens_per_s * transformer.flops_per_token(model, shape.seq_len)
+        rates[shape.width] = shape.baseline_tokens_per_s * sizes.flops_per_token(model, shape.seq_len)
     return tuple(sorted(rates.items()))
 
 
@@ -94,14 +94,14 @@ def trial_cost(trial_id: str, config: ml_collections.ConfigDict) -> TrialCost:
     params = _params(model)
     steps = runs.steps_to_train(task, config)  # what training will run, not always train.steps
     tokens = steps * config.task.batch_size * config.task.seq_len
-    flops = tokens * transformer.flops_per_token(model, config.task.seq_len)
+    flops = tokens * sizes.flops_per_token(model, config.task.seq_len)
     return TrialCost(trial_id, params, steps, tokens, flops, flops / flop_rate(model.width) / 3600.0, waits_on=waits_on)
 
 
 def _params(model: transformer.ModelConfig) -> int:
     """Parameters of a model of this config, counted from its abstract shapes (nothing allocated)."""
     shapes = jax.eval_shape(lambda: transformer.init_model(model, jax.random.key(0))[1])
-    return transformer.num_params(shapes)
+    return sizes.num_params(shapes)
 
 
 def lines(costs: list[TrialCost]) -> list[str]:

@@ -8,7 +8,7 @@ program does (DESIGN.md principle 7: measured, not assumed). scripts/bench.py's 
 - `measure_matmul_peak`: the device's dense matmul FLOP/s in the model's compute dtype, timed on
   square matmuls; MFU's denominator (the data sheet's peak overstates what a card reaches).
 - `measure_step`: tokens/s, step time, compile time, memory from the compiled program, analytic
-  FLOPs per token (transformer.flops_per_token) and `HloFacts` of the compiled step.
+  FLOPs per token (sizes.flops_per_token) and `HloFacts` of the compiled step.
 - `Levers`: the settings measured against each other (fused attention, compute dtype, scanned or
   unrolled layers, remat); donation of the state and the absence of per-step host syncs are
   always on (train/step.py, train/loop.py) and checked here through the HLO's aliases.
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from lmphys import parallel
-from lmphys.models import transformer
+from lmphys.models import sizes, transformer
 from lmphys.train import host_data, optim, runs, stack, step as step_lib
 from lmphys.worlds.base import Batch
 
@@ -213,7 +213,7 @@ def measure_step(shape: PerfShape, levers: Levers, steps: int = 10, device: jax.
         shape=shape, levers=levers,
         tokens_per_s=shape.num_models * shape.batch_size * shape.seq_len / best,
         step_s=best, mean_step_s=sum(times) / len(times), compile_s=compile_s, memory_bytes=compiled_memory_bytes(compiled),
-        flops_per_token=transformer.flops_per_token(model_cfg, shape.seq_len),
+        flops_per_token=sizes.flops_per_token(model_cfg, shape.seq_len),
         hlo=hlo_facts(compiled.as_text()),
     )
 

@@ -40,7 +40,7 @@ from absl import app, flags
 
 from lmphys import cli, parallel, perf
 from lmphys.config import load_config_file
-from lmphys.models import decode, transformer
+from lmphys.models import decode, sizes, transformer
 from lmphys.train import metrics, optim, stack, step as step_lib
 from lmphys.worlds import bio, cfg, igsm
 from lmphys.worlds.cfg.speed import bench_accepts, bench_sample
@@ -161,7 +161,7 @@ def bench_train(config, repeats: int) -> list[tuple[str, str, str]]:
     detail = f"step {best * 1e3:.1f} ms; compile+first {first:.1f}s"
     peak = metrics.device_peak_flops()
     if peak:
-        mfu = tokens / best * transformer.flops_per_token(model_cfg, config.task.seq_len) / peak
+        mfu = tokens / best * sizes.flops_per_token(model_cfg, config.task.seq_len) / peak
         detail += f"; MFU {mfu:.1%}"
     return [(f"train step {_shape(config)} (data on device)", f"{tokens / best:,.0f} tokens/s", detail)]
 

@@ -11,7 +11,8 @@ from flax import nnx
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
 from lmphys.models.canon import KERNEL_SIZE, Canon
-from lmphys.models.transformer import ModelConfig, apply, build_model, num_params
+from lmphys.models.sizes import num_params
+from lmphys.models.transformer import ModelConfig, apply, build_model
 from lmphys.train.run_config import validate
 
 VOCAB, SEQ = 13, 10

@@ -10,7 +10,7 @@ import pytest
 
 from lmphys import config as config_lib
 from lmphys import cost, perf
-from lmphys.models import transformer
+from lmphys.models import sizes, transformer
 from lmphys.train import runs
 from tests.conftest import REPO, tiny_config
 
@@ -27,7 +27,7 @@ def test_the_rate_is_the_peers_at_each_reference_width_and_in_between_elsewhere(
     assert cost.flop_rate(8) == rates[0][1] and cost.flop_rate(100_000) == rates[-1][1]
     # The 12/768 row: 692k tokens/s of nanoGPT times that shape's FLOPs per token.
     shape = next(s for s in perf.REFERENCE_SHAPES if s.name == "12/768")
-    per_token = transformer.flops_per_token(perf.model_config(shape, perf.Levers()), shape.seq_len)
+    per_token = sizes.flops_per_token(perf.model_config(shape, perf.Levers()), shape.seq_len)
     assert cost.flop_rate(768) == pytest.approx(692e3 * per_token, rel=0.05)
 
 
@@ -37,9 +37,9 @@ def test_a_trials_cost_counts_the_model_it_would_train_and_its_tokens():
     assert estimate.error is None and estimate.waits_on is None
     parts = runs.build(config)
     built = transformer.init_model(parts.model_cfg, jax.random.key(0))[1]
-    assert estimate.params == transformer.num_params(built)
+    assert estimate.params == sizes.num_params(built)
     assert estimate.tokens == 40 * config.task.batch_size * config.task.seq_len
-    assert estimate.flops == pytest.approx(estimate.tokens * transformer.flops_per_token(parts.model_cfg, config.task.seq_len))
+    assert estimate.flops == pytest.approx(estimate.tokens * sizes.flops_per_token(parts.model_cfg, config.task.seq_len))
     assert estimate.hours == pytest.approx(estimate.flops / cost.flop_rate(config.model.width) / 3600)
 
 

@@ -17,10 +17,9 @@ from lmphys.models.transformer import (
     ModelConfig,
     apply,
     build_model,
-    flops_per_token,
-    num_params,
     unrolled_graph,
 )
+from lmphys.models.sizes import flops_per_token, num_params
 
 VOCAB = 13
 SEQ = 10

@@ -9,7 +9,7 @@ import pytest
 
 from lmphys import perf
 from lmphys.config import load_config_file
-from lmphys.models import transformer
+from lmphys.models import sizes, transformer
 from lmphys.train import optim, stack, step as step_lib
 
 
@@ -43,9 +43,9 @@ def test_analytic_flops_match_xla_count_of_the_compiled_step(shape):
     xla_flops = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
     model_cfg = perf.model_config(shape, levers)
     tokens = shape.batch_size * shape.seq_len
-    executed = transformer.flops_per_token(model_cfg, shape.seq_len, halve_causal=False) * tokens
+    executed = sizes.flops_per_token(model_cfg, shape.seq_len, halve_causal=False) * tokens
     assert 1.0 <= xla_flops / executed < 1.08
-    assert transformer.flops_per_token(model_cfg, shape.seq_len) < executed / tokens
+    assert sizes.flops_per_token(model_cfg, shape.seq_len) < executed / tokens
 
 
 @pytest.mark.slow

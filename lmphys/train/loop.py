@@ -34,7 +34,7 @@ import ml_collections
 
 from lmphys import config as config_lib, parallel
 from lmphys.errors import EXIT_FAILED, LmphysError
-from lmphys.models import transformer
+from lmphys.models import sizes
 from lmphys.train import checkpoint, host_data, metrics, run_config, runs, stack, step as step_lib
 from lmphys.train import workdir as workdir_lib
 
@@ -265,8 +265,8 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
         cleanup.callback(member.writer.close)
 
     num_models = len(members)
-    num_params = transformer.num_params(step_lib.model_params(states[0]))
-    trained = transformer.num_params(states[0]["params"])
+    num_params = sizes.num_params(step_lib.model_params(states[0]))
+    trained = sizes.num_params(states[0]["params"])
     params_text = f"{num_params / 1e6:.2f}M params" + (f" ({trained / 1e6:.3f}M trained: LoRA)" if trained < num_params else "")
     state = parallel.shard_state(mesh, stack.stack(states))
     del states  # the sharded copy is the one that trains
@@ -279,7 +279,7 @@ def _train(configs, mesh, stop_at_step, log, stop, on_failure, cleanup: contextl
     device_peak = metrics.device_peak_flops()
     progress = metrics.Progress(
         tokens_per_step,
-        transformer.flops_per_token(parts.model_cfg, first.task.seq_len),
+        sizes.flops_per_token(parts.model_cfg, first.task.seq_len),
         None if device_peak is None else device_peak * mesh.size,
     )
     stacked = f"{num_models} stacked models, " if num_models > 1 else ""

@@ -61,7 +61,7 @@ import numpy as np
 from flax import nnx
 
 from lmphys.errors import ConfigError, DataError
-from lmphys.models import transformer
+from lmphys.models import sizes, transformer
 from lmphys.worlds.bio import biod
 from lmphys.worlds.bio.people import ATTRIBUTES, max_people
 from lmphys.worlds.bio.pieces import gender_words
@@ -386,7 +386,7 @@ def analyze_run(task: Any, graphdef: Any, params: Any) -> dict[str, Any]:
     if not nnx.merge(graphdef, params).cfg.causal:
         return {}
     measure = _bits_measure(task, graphdef)
-    num_params = transformer.num_params(params)
+    num_params = sizes.num_params(params)
     without_embedding = num_params - embedding_parameters(params)
     out: dict[str, Any] = {"params": num_params, "params_without_embedding": without_embedding}
     for label, weights in [("fp32", params)] + [(f"int{bits}", quantize(params, bits)) for bits in QUANTIZATIONS]:

@@ -29,7 +29,7 @@ import functools
 import math
 import random
 
-from lmphys.worlds.igsm.graph import ABSTRACT, INSTANCE, RNG, categories
+from lmphys.worlds.igsm.graph import ABSTRACT, INSTANCE, categories
 
 _EXP = (1.0, math.e, math.e ** 2)  # softmax weights of scores 0, 1, 2 (times the sort's bias)
 _STRUCTURE_TRIES = 1000  # the released try_num: structures per size draw before drawing new sizes
