@@ -117,6 +117,36 @@ def test_encoder_inputs_mask_everything_after_the_probe(world):
         assert not np.any(tokens_NT[~after] == TOKENIZER.mask_id)
 
 
+def test_encoder_inputs_read_at_the_value_mask_it_and_everything_after(world):
+    _, documents = world
+    before = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+                                   mask_id=TOKENIZER.mask_id, causal=False)
+    at_value = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+                                     mask_id=TOKENIZER.mask_id, causal=False, read="value")
+    np.testing.assert_array_equal(at_value.positions_PN, before.positions_PN + 1)
+    first = np.unique(np.asarray(documents.person), return_index=True)[1]
+    value_starts_NP = np.asarray(documents.value_spans)[first, :, 0] + 1  # + 1 for the BOS
+    np.testing.assert_array_equal(at_value.positions_PN, value_starts_NP.T)
+    for p, (tokens_NT, read_tokens_NT) in enumerate(zip(before.tokens, at_value.tokens)):
+        rows = np.arange(len(tokens_NT))
+        read_at = at_value.positions_PN[p]
+        assert np.all(tokens_NT[rows, read_at] == TOKENIZER.mask_id), "the value's first token was masked before too"
+        # the same rows: only the read token differs from the before-value reading, and it is the mask
+        np.testing.assert_array_equal(read_tokens_NT, tokens_NT)
+        original = np.asarray([documents.document(int(d))[read_at[n] - 1] for n, d in enumerate(first)])
+        assert not np.any(original == TOKENIZER.mask_id)
+
+
+def test_a_decoder_cannot_read_at_the_value(world):
+    _, documents = world
+    with pytest.raises(ConfigError, match="encoders"):
+        probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+                              mask_id=TOKENIZER.mask_id, causal=True, read="value")
+    with pytest.raises(ConfigError, match="read"):
+        probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
+                              mask_id=TOKENIZER.mask_id, causal=False, read="after")
+
+
 def test_q_inputs_are_bos_and_the_full_name(world):
     people, documents = world
     inputs = probes.q_probe_inputs(people, TOKENIZER)
@@ -211,21 +241,24 @@ def test_probe_run_on_an_encoder_is_json_and_summarized(world, monkeypatch):
     monkeypatch.setattr(probes, "fit_embedding_probes", recording_fit)
     result = probes.probe_run(graphdef, params, cfg, few, text.biographies(few, 3), key=jax.random.key(0),
                                  p_kwargs=dict(steps=2, batch_size=4), q_kwargs=dict(steps=2, batch_size=4))
-    assert [inputs.num_positions for _, inputs in calls] == [6, 1, 6, 1]
-    p_inputs = calls[0][1]
+    # the model's P (before the value), Q, P at the value; then the same three on its random twin
+    assert [inputs.num_positions for _, inputs in calls] == [6, 1, 6, 6, 1, 6]
+    p_inputs, at_value_inputs = calls[0][1], calls[2][1]
     for tokens_NT, positions_N in zip(p_inputs.tokens, p_inputs.positions_PN):
         after = np.arange(tokens_NT.shape[1])[None] > positions_N[:, None]
         assert np.all(tokens_NT[after] == TOKENIZER.mask_id), "an encoder model gets masked P inputs"
-    assert calls[0][0] is params["token_embed"]["embedding"] and calls[1][0] is params["token_embed"]["embedding"]
-    assert not np.allclose(calls[2][0], calls[0][0]), "the baseline runs on a fresh model"
-    assert set(result) == {"p", "q", "p_random", "q_random"}
+    np.testing.assert_array_equal(at_value_inputs.positions_PN, p_inputs.positions_PN + 1)
+    assert all(calls[i][0] is params["token_embed"]["embedding"] for i in range(3))
+    assert not np.allclose(calls[3][0], calls[0][0]), "the baseline runs on a fresh model"
+    assert set(result) == {"p", "q", "p_at_value", "p_random", "q_random", "p_at_value_random"}
     assert list(result["p"]) == [f"P{p}.{a}" for p in range(1, 7) for a in bio.ATTRIBUTES]
+    assert list(result["p_at_value"]) == list(result["p"])
     assert list(result["q"]) == [f"Q.{a}" for a in bio.ATTRIBUTES]
     assert all(0.0 <= value <= 1.0 for part in result.values() for value in part.values())
     assert json.loads(json.dumps(result)) == result
     summary = probes.summarize(result)
-    assert set(summary) == {"p1_mean", "p_diagonal_mean", "q_mean", "p1_mean_random_init",
-                            "p_diagonal_mean_random_init", "q_mean_random_init"}
+    headline = {"p1_mean", "p_diagonal_mean", "q_mean", "p1_at_value_mean", "p_diagonal_at_value_mean"}
+    assert set(summary) == headline | {name + "_random_init" for name in headline}
     report = probes.ProbeReport.from_run(result, "Q")
     assert report.accuracy == result["q"] and report.random_init == result["q_random"]
 

@@ -26,7 +26,11 @@ head trained on a few thousand people.
 Encoders (BERT) would see the value itself to the right of a P position, so for them every token
 after the probe position is replaced by mask_id, in a separate input per position: the encoder's
 probe reads the prefix only, as the decoder's does. Decoders need no masking (they are causal):
-every position reads the same whole rows.
+every position reads the same whole rows. An encoder is also P-probed a second way, `read="value"`
+("p_at_value" in a probe_run): the value's first token and everything after it masked, read at that
+first masked token. That is where a masked-LM encoder predicts the value (a decoder predicts it one
+token earlier, where the first way reads), so this reading tells whether the encoder stored the
+attribute at all, apart from whether the token before the value carries it.
 
 Training is one jitted Adam step for all positions and attributes at once (a minibatch of training
 people, drawn with replacement), scanned over the steps; every position's rows have one length, so
@@ -127,22 +131,33 @@ def _padded_rows(sequences: list[np.ndarray], bos_id: int, pad_id: int) -> np.nd
     return rows
 
 
-def _per_position_inputs(rows_NT: np.ndarray, positions_PN: np.ndarray, *, causal: bool, mask_id: int) -> tuple:
+def _per_position_inputs(rows_NT: np.ndarray, positions_PN: np.ndarray, *, causal: bool, mask_id: int,
+                         mask_read_token: bool = False) -> tuple:
     """A decoder's rows for every position, cut after the last probe token (a causal model's
     hidden state at t reads tokens <= t only, so the features are the same; one cut for all
-    positions keeps them one program); an encoder's rows masked after each probe."""
+    positions keeps them one program); an encoder's rows masked after each probe position, or
+    from it on with mask_read_token."""
     if causal:
         rows_NT = rows_NT[:, :int(positions_PN.max()) + 1]
         return tuple(rows_NT for _ in positions_PN)
     columns_T = np.arange(rows_NT.shape[1])
-    return tuple(np.where(columns_T[None] > positions_N[:, None], mask_id, rows_NT).astype(np.int32)
-                 for positions_N in positions_PN)
+    first_masked_PN = positions_PN if mask_read_token else positions_PN + 1
+    return tuple(np.where(columns_T[None] >= first_N[:, None], mask_id, rows_NT).astype(np.int32)
+                 for first_N in first_masked_PN)
+
+
+P_READS = ("before_value", "value")
 
 
 def p_probe_inputs(documents: text.Documents, *, bos_id: int, pad_id: int, mask_id: int,
-                   causal: bool) -> ProbeInputs:
+                   causal: bool, read: str = "before_value") -> ProbeInputs:
     """P-probing rows: each person's first document as BOS + document; position p of person n is
-    the token before attribute p's value (document offset value_start - 1, + 1 for the BOS)."""
+    the token before attribute p's value (document offset value_start - 1, + 1 for the BOS), or
+    with read="value" (encoders only) the value's first token, masked with all after it."""
+    if read not in P_READS:
+        raise ConfigError(f"P-probe read must be one of {P_READS}, got {read!r}")
+    if read == "value" and causal:
+        raise ConfigError('read="value" is for encoders: a decoder reading the value\'s first token sees it')
     if len(documents) == 0:
         raise DataError("P-probing needs at least one biography")
     person = np.asarray(documents.person)
@@ -154,8 +169,10 @@ def p_probe_inputs(documents: text.Documents, *, bos_id: int, pad_id: int, mask_
         raise DataError("every attribute value must start after the first token and inside its biography")
     rows = _padded_rows(doc_tokens, bos_id, pad_id)
     positions_PN = value_starts_NP.T.astype(np.int32)  # (start - 1) + 1 for the BOS
-    return ProbeInputs(_per_position_inputs(rows, positions_PN, causal=causal, mask_id=mask_id), positions_PN,
-                       persons.astype(np.int64))
+    at_value = read == "value"
+    positions_PN = positions_PN + 1 if at_value else positions_PN
+    tokens = _per_position_inputs(rows, positions_PN, causal=causal, mask_id=mask_id, mask_read_token=at_value)
+    return ProbeInputs(tokens, positions_PN, persons.astype(np.int64))
 
 
 def q_probe_inputs(people: People, tokenizer: Any) -> ProbeInputs:
@@ -356,13 +373,15 @@ def p_probe(
     steps: int = 300,
     learning_rate: float = 1e-3,
     batch_size: int = 16,
+    read: str = "before_value",
     key: jax.Array,
 ) -> dict[str, float]:
     """P-probing (module docstring): held-out accuracy "P{p}.{attribute}" of reading each attribute
-    at the token before attribute p's value in each person's first biography (36 entries)."""
+    at the token before attribute p's value in each person's first biography (36 entries); an
+    encoder with read="value" at the value's first token, masked."""
     tokenizer = pieces.tokenizer()
     inputs = p_probe_inputs(documents, bos_id=tokenizer.bos_id, pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id,
-                            causal=_is_causal(graphdef, params))
+                            causal=_is_causal(graphdef, params), read=read)
     if inputs.person_N.max() >= len(people):
         raise DataError(f"documents name person {inputs.person_N.max()} but only {len(people)} people were given")
     names = [f"P{p + 1}" for p in range(len(ATTRIBUTES))]
@@ -401,38 +420,54 @@ def probe_run(
     p_kwargs: dict[str, Any] | None = None,
     q_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """{"p": P-probing, "q": Q-probing} of the model, and with compare_random_init "p_random" and
-    "q_random": the same probes (same people split) on a fresh model of the same config, the
-    baseline of what the architecture exposes untrained. p_kwargs / q_kwargs go to the probes."""
+    """{"p": P-probing, "q": Q-probing} of the model, for an encoder also "p_at_value" (P-probing
+    read at the masked value, module docstring), and with compare_random_init "p_random",
+    "q_random" (and "p_at_value_random"): the same probes (same people split) on a fresh model of
+    the same config, the baseline of what the architecture exposes untrained. p_kwargs / q_kwargs
+    go to the probes."""
     p_key, q_key, init_key = jax.random.split(key, 3)
     p_kwargs, q_kwargs = p_kwargs or {}, q_kwargs or {}
-    result: dict[str, Any] = {
-        "p": p_probe(graphdef, params, people, documents, key=p_key, **p_kwargs),
-        "q": q_probe(graphdef, params, people, key=q_key, **q_kwargs),
-    }
+    encoder = not model_cfg.causal
+
+    def probes_of(graphdef, params) -> dict[str, Any]:
+        result = {"p": p_probe(graphdef, params, people, documents, key=p_key, **p_kwargs),
+                  "q": q_probe(graphdef, params, people, key=q_key, **q_kwargs)}
+        if encoder:
+            result["p_at_value"] = p_probe(graphdef, params, people, documents, key=p_key, read="value", **p_kwargs)
+        return result
+
+    result: dict[str, Any] = probes_of(graphdef, params)
     if compare_random_init:
-        random_graphdef, random_params = transformer.init_model(model_cfg, init_key)
-        result["p_random"] = p_probe(random_graphdef, random_params, people, documents, key=p_key, **p_kwargs)
-        result["q_random"] = q_probe(random_graphdef, random_params, people, key=q_key, **q_kwargs)
+        random_result = probes_of(*transformer.init_model(model_cfg, init_key))
+        result.update({f"{name}_random": value for name, value in random_result.items()})
     return result
 
 
-def _headline(p: dict[str, float], q: dict[str, float]) -> dict[str, float]:
+def _p_headline(p: dict[str, float], suffix: str = "") -> dict[str, float]:
     return {
-        "p1_mean": float(np.mean([p[f"P1.{attribute}"] for attribute in ATTRIBUTES])),
-        "p_diagonal_mean": float(np.mean([p[f"P{j + 1}.{attribute}"] for j, attribute in enumerate(ATTRIBUTES)])),
-        "q_mean": float(np.mean([q[f"Q.{attribute}"] for attribute in ATTRIBUTES])),
+        f"p1{suffix}_mean": float(np.mean([p[f"P1.{attribute}"] for attribute in ATTRIBUTES])),
+        f"p_diagonal{suffix}_mean": float(np.mean([p[f"P{j + 1}.{attribute}"]
+                                                   for j, attribute in enumerate(ATTRIBUTES)])),
     }
+
+
+def _headline(result: dict[str, Any], tail: str) -> dict[str, float]:
+    """The headline of the trained (tail "") or random-init (tail "_random") half of a result."""
+    headline = _p_headline(result["p" + tail])
+    headline["q_mean"] = float(np.mean([result["q" + tail][f"Q.{attribute}"] for attribute in ATTRIBUTES]))
+    if "p_at_value" + tail in result:
+        headline.update(_p_headline(result["p_at_value" + tail], "_at_value"))
+    return headline
 
 
 def summarize(result: dict[str, Any]) -> dict[str, float]:
     """Headline numbers of a `probe_run` result: mean P1 accuracy over the attributes (is the
     knowledge on the name, early?), mean diagonal (attribute j at its own position j), mean Q
-    accuracy; each again with suffix "_random_init" when the baseline was run."""
-    summary = _headline(result["p"], result["q"])
+    accuracy, for an encoder P1 and the diagonal read at the value ("p1_at_value_mean",
+    "p_diagonal_at_value_mean"); each again with suffix "_random_init" when the baseline was run."""
+    summary = _headline(result, "")
     if "p_random" in result and "q_random" in result:
-        summary.update({f"{name}_random_init": value
-                        for name, value in _headline(result["p_random"], result["q_random"]).items()})
+        summary.update({f"{name}_random_init": value for name, value in _headline(result, "_random").items()})
     return summary
 
 
