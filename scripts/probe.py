@@ -69,7 +69,8 @@ def _knowledge(run) -> dict:
         summary = result["probes"]["summary"]
         for name, value in summary.items():
             if not name.endswith("_random_init"):
-                print(f"| {name} | {value:.3f} | {summary.get(name + '_random_init', float('nan')):.3f} |")
+                baseline = summary.get(name + "_random_init")  # the cloze has no random-init twin
+                print(f"| {name} | {value:.3f} | {'-' if baseline is None else f'{baseline:.3f}'} |")
     if "capacity" in _ANALYSES.value and run.config.model.kind == "gpt":
         result["capacity"] = bits = _timed("capacity (fp32, int8, int4 weights)", capacity.analyze_run, run.task,
                                            run.graphdef, run.params)

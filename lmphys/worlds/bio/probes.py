@@ -56,7 +56,7 @@ from flax import nnx
 from lmphys.errors import ConfigError, DataError
 from lmphys.models import transformer
 from lmphys.probe import hidden_with_update, init_embedding_update, split_rows, standardizer
-from lmphys.worlds.bio import pieces, text
+from lmphys.worlds.bio import cloze, pieces, text
 from lmphys.worlds.bio.people import ATTRIBUTES, FIRST_YEAR, NUM_YEARS, People, num_classes
 
 _EVAL_CHUNK = 256  # rows per forward pass when scoring
@@ -473,8 +473,14 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
 
 def analyze_run(task: Any, graphdef: nnx.GraphDef, params: dict, seed: int = 0) -> dict[str, Any]:
     """P- and Q-probing of a knowledge run's model (its BioTask, graph and parameters) against a
-    random-init copy: {"summary": summarize(...), "detail": probe_run(...)} (JSON-ready)."""
+    random-init copy: {"summary": summarize(...), "detail": probe_run(...)} (JSON-ready). An
+    encoder's run also gets its value cloze (cloze.py: did it memorise the biographies at all?) as
+    detail "cloze" and summary "value_cloze_mean"."""
     documents = text.biographies(task.people, task.config.world_seed, templates=task.config.templates)
     model_cfg = nnx.merge(graphdef, params).cfg
     result = probe_run(graphdef, params, model_cfg, task.people, documents, key=jax.random.key(seed))
-    return {"summary": summarize(result), "detail": result}  # probe_run's values are floats
+    summary = summarize(result)
+    if not model_cfg.causal:
+        result["cloze"] = cloze.value_cloze(graphdef, params, documents)
+        summary["value_cloze_mean"] = cloze.mean_whole_value(result["cloze"])
+    return {"summary": summary, "detail": result}  # every value is a float
