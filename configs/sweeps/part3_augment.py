@@ -1,8 +1,9 @@
 """Part 3.1's augmentation table: pretrain on biographies, then QA fine-tune (full or LoRA), or mixed
 training, for each data augmentation; QA accuracy on the people whose QA was never trained is the
 knowledge *extraction* the paper measures. The bert stage trains the paper's encoder comparison
-(whole-word masked LM on the same biographies) and P/Q-probes each trained encoder (F11: the
-paper finds such encoders fail to attach most attributes to the name, augmented or not); probe the
+(whole-word masked LM on the same biographies) and P/Q-probes each trained encoder, with the value
+cloze that says whether it stored the values at all (F11: the paper finds such encoders fail to
+attach most attributes to the name, augmented or not); probe the
 pretrain stage's GPTs beside it with scripts/probe.py.
 
     python scripts/sweep.py --config=configs/sweeps/part3_augment.py:pretrain     (CPU scale)
