@@ -86,7 +86,7 @@ def test_decoder_rows_end_at_the_last_probe_token_and_give_the_features_of_whole
     inputs = probes.p_probe_inputs(documents, bos_id=TOKENIZER.bos_id, pad_id=TOKENIZER.pad_id,
                                    mask_id=TOKENIZER.mask_id, causal=True)
     cut_NT = inputs.tokens[0]
-    whole_NT = probes._padded_rows([np.asarray(documents.document(int(n))) for n in inputs.person_N],
+    whole_NT = text.bos_rows([np.asarray(documents.document(int(n))) for n in inputs.person_N],
                                    TOKENIZER.bos_id, TOKENIZER.pad_id)
     assert cut_NT.shape[1] == inputs.positions_PN.max() + 1 < whole_NT.shape[1]
     cut_NT, whole_NT = cut_NT[:64], whole_NT[:64]

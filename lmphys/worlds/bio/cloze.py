@@ -31,13 +31,9 @@ def cloze_rows(documents: text.Documents, attribute: int, *, bos_id: int, pad_id
     [N, T], the masked columns [N, T] (bool) and the original rows [N, T]."""
     if len(documents) == 0:
         raise DataError("the cloze needs at least one biography")
-    _, first = np.unique(np.asarray(documents.person), return_index=True)
+    _, first = documents.first_of_each_person()
     spans_N2 = np.asarray(documents.value_spans)[first, attribute] + 1  # + 1 for the BOS
-    docs = [np.asarray(documents.document(int(d))) for d in first]
-    original = np.full((len(docs), 1 + max(len(d) for d in docs)), pad_id, np.int32)
-    original[:, 0] = bos_id
-    for n, doc in enumerate(docs):
-        original[n, 1:1 + len(doc)] = doc
+    original = text.bos_rows([np.asarray(documents.document(int(d))) for d in first], bos_id, pad_id)
     columns = np.arange(original.shape[1])[None]
     masked = (columns >= spans_N2[:, :1]) & (columns < spans_N2[:, 1:])
     return np.where(masked, mask_id, original).astype(np.int32), masked, original

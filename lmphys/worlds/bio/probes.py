@@ -122,15 +122,6 @@ def attribute_labels(people: People) -> tuple[dict[str, np.ndarray], dict[str, i
     return {attribute: label.astype(np.int32) for attribute, label in labels.items()}, classes
 
 
-def _padded_rows(sequences: list[np.ndarray], bos_id: int, pad_id: int) -> np.ndarray:
-    """[N, 1 + longest] rows: BOS, the sequence, then padding."""
-    rows = np.full((len(sequences), 1 + max(len(s) for s in sequences)), pad_id, np.int32)
-    rows[:, 0] = bos_id
-    for n, sequence in enumerate(sequences):
-        rows[n, 1:1 + len(sequence)] = sequence
-    return rows
-
-
 def _per_position_inputs(rows_NT: np.ndarray, positions_PN: np.ndarray, *, causal: bool, mask_id: int,
                          mask_read_token: bool = False) -> tuple:
     """A decoder's rows for every position, cut after the last probe token (a causal model's
@@ -160,14 +151,13 @@ def p_probe_inputs(documents: text.Documents, *, bos_id: int, pad_id: int, mask_
         raise ConfigError('read="value" is for encoders: a decoder reading the value\'s first token sees it')
     if len(documents) == 0:
         raise DataError("P-probing needs at least one biography")
-    person = np.asarray(documents.person)
-    persons, first_document = np.unique(person, return_index=True)  # a person's first biography
+    persons, first_document = documents.first_of_each_person()
     value_starts_NP = np.asarray(documents.value_spans)[first_document, :, 0].astype(np.int64)
     doc_tokens = [np.asarray(documents.document(int(d))) for d in first_document]
     lengths = np.array([len(tokens) for tokens in doc_tokens])
     if np.any(value_starts_NP < 1) or np.any(value_starts_NP >= lengths[:, None]):
         raise DataError("every attribute value must start after the first token and inside its biography")
-    rows = _padded_rows(doc_tokens, bos_id, pad_id)
+    rows = text.bos_rows(doc_tokens, bos_id, pad_id)
     positions_PN = value_starts_NP.T.astype(np.int32)  # (start - 1) + 1 for the BOS
     at_value = read == "value"
     positions_PN = positions_PN + 1 if at_value else positions_PN
@@ -180,7 +170,7 @@ def q_probe_inputs(people: People, tokenizer: Any) -> ProbeInputs:
     names = [np.asarray(tokenizer.encode(people.full_name(i)), np.int32) for i in range(len(people))]
     if not names or min(len(name) for name in names) == 0:
         raise DataError("Q-probing needs people whose names encode to at least one token")
-    rows = _padded_rows(names, tokenizer.bos_id, tokenizer.pad_id)
+    rows = text.bos_rows(names, tokenizer.bos_id, tokenizer.pad_id)
     positions_PN = np.array([[len(name) for name in names]], np.int32)
     return ProbeInputs((rows,), positions_PN, np.arange(len(people)))
 

@@ -83,6 +83,19 @@ class Documents:
     def text(self, i: int) -> str:
         return tokenizer().decode(self.document(i))
 
+    def first_of_each_person(self) -> tuple[np.ndarray, np.ndarray]:
+        """The persons the documents are about (sorted) and each one's first document index."""
+        return np.unique(np.asarray(self.person), return_index=True)
+
+
+def bos_rows(sequences: list[np.ndarray], bos_id: int, pad_id: int) -> np.ndarray:
+    """[N, 1 + longest] int32 rows: BOS, the sequence, then padding (what probes and the cloze feed)."""
+    rows = np.full((len(sequences), 1 + max(len(s) for s in sequences)), pad_id, np.int32)
+    rows[:, 0] = bos_id
+    for n, sequence in enumerate(sequences):
+        rows[n, 1:1 + len(sequence)] = sequence
+    return rows
+
 
 _STREAM_TEMPLATE, _STREAM_ORDER = 0x7E3A, 0x0D2B  # separate hash streams for the two choices
 
