@@ -20,7 +20,7 @@ IGSM, SWEEPS = os.path.join(REPO, "configs", "igsm"), os.path.join(REPO, "config
 RUN_ARGS = [("paper.py", arg) for arg in ("med", "hard", "med,20-9", "hard,4-30,qp", "med,qp")]
 RUN_ARGS += [("small.py", arg) for arg in ("", "8-3", "16-2", "4-4,0.5", "4-4,0.05,weak", "2-6,0.5,miss",
                                             "4-4,0.5,retry,mask")]
-SWEEP_ARGS = [("part2_depth_width.py", arg) for arg in ("small", "med", "hard")]
+SWEEP_ARGS = [("part2_depth_width.py", arg) for arg in ("small", "med", "hard", "small,4-4", "med,20-9,4-21")]
 SWEEP_ARGS += [("part2_retry.py", arg) for arg in ("small", "med")]
 RETRY_FIELDS = {"task.retry_rate", "task.retry_kind", "task.mask_mistakes"}
 
@@ -110,6 +110,20 @@ def test_small_depth_width_sweep_trades_depth_for_width_at_head_dim_32():
     # About equal non-embedding parameters (12 L W^2) within 20%, so depth is what varies.
     params = [12 * layers * width ** 2 for layers, _, width in shapes]
     assert max(params) / min(params) < 1.2
+
+
+def test_depth_width_sweep_narrowed_to_named_shapes_keeps_their_full_sweep_trial_ids():
+    full = {os.path.basename(config.workdir): config for config in trial_configs("part2_depth_width.py", "med")[1]}
+    _, narrowed = trial_configs("part2_depth_width.py", "med,20-9,4-21")
+    assert sorted((config.model.num_layers, config.model.num_heads) for config in narrowed) == [(4, 21), (20, 9)]
+    for config in narrowed:  # the same trial as in the full sweep: same id, workdir and settings
+        assert config_lib.flat_fields(config) == config_lib.flat_fields(full[os.path.basename(config.workdir)])
+
+
+@pytest.mark.parametrize("arg", ["small,3-3", "med,2-6", "tiny,4-4"])
+def test_depth_width_sweep_rejects_a_shape_its_scale_lacks(arg):
+    with pytest.raises(ConfigError, match="shape|invalid"):
+        load_config_file(os.path.join(SWEEPS, "part2_depth_width.py"), arg)
 
 
 @pytest.mark.parametrize("scale", ["small", "med"])
