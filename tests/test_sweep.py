@@ -1,5 +1,6 @@
 """Sweeps expand grids into stable trials, survive a failing trial, skip finished ones on restart,
 and report one row per trial."""
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import time
 import ml_collections
 import pytest
 
-from lmphys import report, sweep
+from lmphys import config as config_lib, report, sweep
 from lmphys.config import load_config_file
 from lmphys.errors import ConfigError
 from lmphys.train import checkpoint, metrics
@@ -145,6 +146,23 @@ def test_every_sweep_grid_field_can_be_narrowed_from_the_command_line(name):
         flag_values(argv)
         narrowed = sweep.expand(flag_values.config.grid)
         assert narrowed and all(dict(trial.overrides)[f"{field}"] == values[-1] for trial in narrowed)
+
+
+@pytest.mark.parametrize("name", ["part1_positions.py", "part1_robustness.py"])
+def test_a_part1_sweeps_second_seed_stacks_with_the_first_and_changes_only_the_seed(name):
+    """Part 1's two-seed tables: --config.grid.seed="(0,1)" trains the two seeds of each setting as
+    one stacked job, and a seed-1 trial is its seed-0 twin but for the seed (model init, data
+    stream, sampling) and its workdir; the seed-0 trial is the sweep's single-seed trial."""
+    single = load_config_file(os.path.join(REPO, "configs", "sweeps", name))
+    both = load_config_file(os.path.join(REPO, "configs", "sweeps", name))
+    both.grid.seed = (0, 1)
+    jobs = sweep.plan(both)
+    assert len(jobs) == len(sweep.plan(single)) and all(len(job.trials) == 2 for job in jobs)
+    single_ids = {trial.trial_id for job in sweep.plan(single) for trial in job.trials}
+    for job in jobs:
+        first, second = (config_lib.flat_fields(trial.config(both.base, both.workdir)) for trial in job.trials)
+        assert job.trials[0].trial_id in single_ids and json.loads(first["seed"]) == 0
+        assert {field for field in first if first[field] != second.get(field)} == {"seed", "workdir"}
 
 
 DEPTH_WIDTH = os.path.join(REPO, "configs", "sweeps", "depth_width.py")

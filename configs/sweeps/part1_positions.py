@@ -21,7 +21,9 @@ def get_config(base: str = "small") -> ml_collections.ConfigDict:
     sweep.workdir = f"runs/part1_positions_{base}"
     sweep.base = load_config_file(os.path.join(here, "..", "cfg", f"{base}.py"))
     sweep.grid = ml_collections.ConfigDict(
-        {"model": {"position": ("absolute", "relative", "rope", "pos", "uniform", "none")}}
+        # seed: a tuple, so a second seed runs as --config.grid.seed="(1,)" (or both: "(0,1)",
+        # stacked per position scheme)
+        {"model": {"position": ("absolute", "relative", "rope", "pos", "uniform", "none")}, "seed": (0,)}
     )
     sweep.analyses = ("structure",)
     return sweep

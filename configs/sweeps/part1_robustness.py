@@ -26,6 +26,7 @@ def get_config(base: str = "small") -> ml_collections.ConfigDict:
     sweep = ml_collections.ConfigDict()
     sweep.workdir = f"runs/part1_robustness_{base}"
     sweep.base = load_config_file(os.path.join(here, "..", "cfg", f"{base}.py"))
-    sweep.grid = ml_collections.ConfigDict({"task": {"corrupt_fraction": (0.0, 0.1)}})
+    # seed: a tuple, so a second seed runs as --config.grid.seed="(1,)" (or both: "(0,1)", stacked)
+    sweep.grid = ml_collections.ConfigDict({"task": {"corrupt_fraction": (0.0, 0.1)}, "seed": (0,)})
     sweep.analyses = ("low_temperature",)
     return sweep
