@@ -156,9 +156,9 @@ def test_a_part1_sweeps_second_seed_stacks_with_the_first_and_changes_only_the_s
     single = load_config_file(os.path.join(REPO, "configs", "sweeps", name))
     both = load_config_file(os.path.join(REPO, "configs", "sweeps", name))
     both.grid.seed = (0, 1)
-    jobs = sweep.plan(both)
-    assert len(jobs) == len(sweep.plan(single)) and all(len(job.trials) == 2 for job in jobs)
-    single_ids = {trial.trial_id for job in sweep.plan(single) for trial in job.trials}
+    jobs, single_jobs = sweep.plan(both), sweep.plan(single)
+    assert len(jobs) == len(single_jobs) and all(len(job.trials) == 2 for job in jobs)
+    single_ids = {trial.trial_id for job in single_jobs for trial in job.trials}
     for job in jobs:
         first, second = (config_lib.flat_fields(trial.config(both.base, both.workdir)) for trial in job.trials)
         assert job.trials[0].trial_id in single_ids and json.loads(first["seed"]) == 0
